@@ -9,8 +9,8 @@
 # Environment: MERIDIAN_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/meridian).
 set -euo pipefail
 
-KUBE_VERSION="${MERIDIAN_KUBE_VERSION:-v1.35.4}"
-ETCD_VERSION="${MERIDIAN_ETCD_VERSION:-v3.5.21}"
+# shellcheck source=versions.env
+source "$(dirname "${BASH_SOURCE[0]}")/versions.env"
 CACHE="${MERIDIAN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meridian}"
 BIN_DIR="$CACHE/bin/kube-${KUBE_VERSION}-etcd-${ETCD_VERSION}"
 
@@ -22,11 +22,20 @@ log() { printf '[build-binaries] %s\n' "$*" >&2; }
 command -v go >/dev/null || { log "go is not installed; Meridian needs Go >= 1.24 to build upstream Kubernetes"; exit 1; }
 mkdir -p "$BIN_DIR"
 
+# Output is captured before matching: with pipefail, `grep -q` closing the pipe early would make
+# the binary die of SIGPIPE and the check fail.
 has_version() { # binary, expected substring of its --version output
-  [[ -x "$1" ]] && "$1" --version 2>/dev/null | grep -qF -- "$2"
+  local out
+  [[ -x "$1" ]] && out=$("$1" --version 2>/dev/null) && [[ "$out" == *"$2"* ]]
 }
 has_kubectl_version() {
-  [[ -x "$1" ]] && "$1" version --client 2>/dev/null | grep -qF -- "$2"
+  local out
+  [[ -x "$1" ]] && out=$("$1" version --client 2>/dev/null) && [[ "$out" == *"$2"* ]]
+}
+
+heartbeat() {
+  local start=$SECONDS
+  while sleep 30; do log "still compiling $1 ($((SECONDS - start))s)"; done
 }
 
 build_kube() {
@@ -72,9 +81,12 @@ GO
     for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
       ld="$ld -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.gitCommit=0000000000000000000000000000000000000000 -X $p.buildDate=$date"
     done
-    log "compiling (go build -v prints each package as it is compiled)"
+    log "compiling; this prints a line every 30 seconds until it is done"
+    heartbeat "Kubernetes" &
+    local beat=$!
     go build -trimpath -tags=selinux,notest -ldflags="$ld" -o "$BIN_DIR/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+    kill "$beat" 2>/dev/null || true
   )
 }
 

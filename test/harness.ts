@@ -1,0 +1,143 @@
+/**
+ * Integration-test helpers. `test/run-integration.ts` starts one clusterset for the whole run and
+ * passes its state dir in MERIDIAN_TEST_STATE_DIR; a test file run on its own starts a private one.
+ * Tests isolate themselves by namespace.
+ */
+import { spawn, type SpawnOptions } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { after } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ClusterClient, isNotFound } from "../src/kube/client.js";
+import { down, up } from "../src/local/clusterset.js";
+import { readClusterset, StatePaths, type ClustersetRecord } from "../src/local/state.js";
+import { REPO_ROOT } from "../src/local/binaries.js";
+
+export const MERIDIAN_BIN = path.join(REPO_ROOT, "bin", "meridian.js");
+
+export interface TestClusterset {
+  stateDir: string;
+  paths: StatePaths;
+  record: ClustersetRecord;
+  members: string[];
+  client(cluster: string): ClusterClient;
+}
+
+let shared: Promise<TestClusterset> | undefined;
+
+function describeClusterset(stateDir: string): TestClusterset {
+  const paths = new StatePaths(stateDir);
+  const record = readClusterset(paths);
+  if (!record) throw new Error(`no clusterset in ${stateDir}`);
+  const clients = new Map<string, ClusterClient>();
+  return {
+    stateDir,
+    paths,
+    record,
+    members: record.clusters.filter((c) => c.role === "member").map((c) => c.name),
+    client(cluster) {
+      let c = clients.get(cluster);
+      if (!c) {
+        c = ClusterClient.fromFile(paths.kubeconfig, cluster);
+        clients.set(cluster, c);
+      }
+      return c;
+    },
+  };
+}
+
+/** The clusterset shared by this test run. */
+export function clusterset(): Promise<TestClusterset> {
+  shared ??= (async () => {
+    const fromRunner = process.env["MERIDIAN_TEST_STATE_DIR"];
+    if (fromRunner) return describeClusterset(fromRunner);
+    const dir = mkdtempSync(path.join(os.tmpdir(), "meridian-test-"));
+    after(async () => {
+      await down(dir, true);
+    });
+    await up({ stateDir: dir, members: 3 });
+    return describeClusterset(dir);
+  })();
+  return shared;
+}
+
+/** A fresh, private clusterset for tests that stop or break one; torn down after the file. */
+export async function privateClusterset(members = 1): Promise<TestClusterset> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "meridian-private-"));
+  after(async () => {
+    await down(dir, true);
+  });
+  await up({ stateDir: dir, members });
+  return describeClusterset(dir);
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomBytes(3).toString("hex")}`;
+}
+
+/** Creates a namespace in each of `clusters` and deletes it after the test file. */
+export async function testNamespace(cs: TestClusterset, clusters: string[], prefix = "t"): Promise<string> {
+  const name = uniqueName(prefix);
+  for (const c of clusters) await cs.client(c).core.createNamespace({ body: { metadata: { name } } });
+  after(async () => {
+    for (const c of clusters) {
+      try {
+        await cs.client(c).core.deleteNamespace({ name });
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+  });
+  return name;
+}
+
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion, capturing its output. */
+export function runCommand(argv: string[], opts: SpawnOptions & { timeoutMs?: number } = {}): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { ...opts, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
+    child.once("error", reject);
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+    });
+  });
+}
+
+/** Runs the `meridian` CLI against a state dir. */
+export function meridian(args: string[], opts: SpawnOptions & { stateDir?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
+  const env = { ...process.env, ...opts.env };
+  if (opts.stateDir) env["MERIDIAN_STATE_DIR"] = opts.stateDir;
+  return runCommand([process.execPath, MERIDIAN_BIN, ...args], { ...opts, env });
+}
+
+/** Polls `check` until it returns a value (not undefined) or throws after `timeoutMs`. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      const cause = lastError instanceof Error ? `: ${lastError.message}` : "";
+      throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${cause}`);
+    }
+    await sleep(100);
+  }
+}
