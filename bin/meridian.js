@@ -1,16 +1,30 @@
 #!/usr/bin/env node
-// Runs the CLI from source (through tsx) in a checkout, or from dist/ in a packaged install.
-import { existsSync } from "node:fs";
+// Runs the CLI from dist/ when it was built after the last change to src/ (start-up in about half
+// a second), and otherwise from source through tsx, so a checkout never runs stale code.
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import path from "node:path";
 
-const source = fileURLToPath(new URL("../src/cli/main.ts", import.meta.url));
+const root = fileURLToPath(new URL("..", import.meta.url));
+const stamp = path.join(root, "dist", ".build-stamp");
+const sourceDir = path.join(root, "src");
+
+function newestSource(dir) {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const file = path.join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestSource(file) : statSync(file).mtimeMs);
+  }
+  return newest;
+}
+
 let entry;
-if (existsSync(source)) {
+if (!existsSync(sourceDir) || (existsSync(stamp) && statSync(stamp).mtimeMs >= newestSource(sourceDir))) {
+  entry = pathToFileURL(path.join(root, "dist", "cli", "main.js")).href;
+} else {
   const { register } = await import("tsx/esm/api");
   register();
-  entry = pathToFileURL(source).href;
-} else {
-  entry = new URL("../dist/cli/main.js", import.meta.url).href;
+  entry = pathToFileURL(path.join(sourceDir, "cli", "main.ts")).href;
 }
 const { main } = await import(entry);
 await main(process.argv);

@@ -23,5 +23,6 @@ if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-loc
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+npm run --silent build
 scripts/build-binaries.sh
 scripts/fetch-crds.sh

@@ -100,13 +100,16 @@ export interface CommandResult {
 }
 
 /** Runs a command to completion, capturing its output. */
-export function runCommand(argv: string[], opts: SpawnOptions & { timeoutMs?: number } = {}): Promise<CommandResult> {
+export function runCommand(
+  argv: string[],
+  opts: SpawnOptions & { timeoutMs?: number } = {},
+): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { ...opts, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
-    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
     child.once("error", reject);
     child.once("close", (code, signal) => {
@@ -117,14 +120,21 @@ export function runCommand(argv: string[], opts: SpawnOptions & { timeoutMs?: nu
 }
 
 /** Runs the `meridian` CLI against a state dir. */
-export function meridian(args: string[], opts: SpawnOptions & { stateDir?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
+export function meridian(
+  args: string[],
+  opts: SpawnOptions & { stateDir?: string; timeoutMs?: number } = {},
+): Promise<CommandResult> {
   const env = { ...process.env, ...opts.env };
   if (opts.stateDir) env["MERIDIAN_STATE_DIR"] = opts.stateDir;
   return runCommand([process.execPath, MERIDIAN_BIN, ...args], { ...opts, env });
 }
 
 /** Polls `check` until it returns a value (not undefined) or throws after `timeoutMs`. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 15_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {

@@ -30,7 +30,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-let code = 1;
+let code: number;
 try {
   const result = await up({ stateDir, members: 3, log: (l) => process.stderr.write(`[up] ${l}\n`) });
   process.stderr.write(`[up] clusterset ready in ${result.seconds.toFixed(1)}s at ${stateDir}\n`);

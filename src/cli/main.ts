@@ -12,7 +12,10 @@ import { isAlive } from "../local/processes.js";
 import { parseOutputFormat, renderStructured, renderTable } from "./output.js";
 
 const stateDirOption = () =>
-  new Option("--state-dir <dir>", "where the local clusterset keeps its state (env MERIDIAN_STATE_DIR; default ./.meridian)");
+  new Option(
+    "--state-dir <dir>",
+    "where the local clusterset keeps its state (env MERIDIAN_STATE_DIR; default ./.meridian)",
+  );
 
 function print(text: string): void {
   process.stdout.write(text);
@@ -54,7 +57,9 @@ export function buildProgram(): Command {
         log: (line) => process.stderr.write(`${line}\n`),
       });
       const s = await status(stateDir);
-      print(`\n${result.resumed ? "Resumed" : "Started"} the clusterset in ${result.seconds.toFixed(1)}s.\n\n`);
+      print(
+        `\n${result.resumed ? "Resumed" : "Started"} the clusterset in ${result.seconds.toFixed(1)}s.\n\n`,
+      );
       print(statusTable(s));
       const member = s.clusters.find((c) => c.role === "member")?.name ?? "west";
       print(
@@ -79,7 +84,9 @@ export function buildProgram(): Command {
       if (result.stopped.length === 0 && result.namespacesRemoved === 0) {
         print(`nothing was running in ${stateDir}\n`);
       } else {
-        print(`stopped ${result.stopped.length} processes and removed ${result.namespacesRemoved} network namespaces\n`);
+        print(
+          `stopped ${result.stopped.length} processes and removed ${result.namespacesRemoved} network namespaces\n`,
+        );
       }
       if (result.purged) print(`deleted ${stateDir}\n`);
     });
@@ -106,15 +113,34 @@ export function buildProgram(): Command {
     .option("--labels <k=v,...>", "pod labels")
     .option("--name <name>", "pod name (default: from the command)")
     .option("--create-namespace", "create the namespace if it does not exist")
+    .option(
+      "--ready-port <port>",
+      "be Ready only once this TCP port accepts connections (a readiness probe)",
+      (v) => Number(v),
+    )
     .option("-d, --detach", "run in the background; stop it with 'kubectl delete pod' or 'meridian down'")
     .action(
       async (
         cluster: string,
         command: string[],
-        opts: { stateDir?: string; namespace: string; labels?: string; name?: string; createNamespace?: boolean; detach?: boolean },
+        opts: {
+          stateDir?: string;
+          namespace: string;
+          labels?: string;
+          name?: string;
+          createNamespace?: boolean;
+          detach?: boolean;
+          readyPort?: number;
+        },
       ) => {
         const stateDir = resolveStateDir(opts.stateDir);
         const labels = parseLabels(opts.labels);
+        if (
+          opts.readyPort !== undefined &&
+          !(Number.isInteger(opts.readyPort) && opts.readyPort > 0 && opts.readyPort < 65536)
+        ) {
+          throw new UserError(`--ready-port must be a TCP port number from 1 to 65535`);
+        }
         if (opts.detach) {
           await runDetached(stateDir, cluster, opts.namespace, opts.name, command);
           return;
@@ -127,8 +153,11 @@ export function buildProgram(): Command {
           labels,
           command,
           createNamespace: opts.createNamespace,
+          readyPort: opts.readyPort,
         });
-        process.stderr.write(`pod ${pod.record.namespace}/${pod.record.name} running in ${cluster} at ${pod.record.ip}\n`);
+        process.stderr.write(
+          `pod ${pod.record.namespace}/${pod.record.name} running in ${cluster} at ${pod.record.ip}\n`,
+        );
         const forward = () => void pod.stop();
         process.once("SIGINT", forward);
         process.once("SIGTERM", forward);
@@ -152,12 +181,14 @@ export function buildProgram(): Command {
     .option("--port <port>", "port to listen on", (v) => Number(v), 8080)
     .action(async (opts: { port: number }) => {
       const { startWhereami } = await import("../demo/whereami.js");
-      await startWhereami(opts.port);
+      const server = await startWhereami(opts.port);
       process.stderr.write(`whereami listening on :${opts.port}\n`);
       await new Promise<void>((resolve) => {
         process.once("SIGTERM", resolve);
         process.once("SIGINT", resolve);
       });
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
     });
 
   return program;
@@ -167,12 +198,25 @@ export function buildProgram(): Command {
  * Re-runs this same `run` command without --detach as a background supervisor, and returns once
  * its pod is Ready (or the supervisor has failed, with its log).
  */
-async function runDetached(stateDir: string, cluster: string, namespace: string, name: string | undefined, command: string[]): Promise<void> {
+async function runDetached(
+  stateDir: string,
+  cluster: string,
+  namespace: string,
+  name: string | undefined,
+  command: string[],
+): Promise<void> {
   const paths = new StatePaths(stateDir);
   const podName = name ?? (await import("../local/pods.js")).defaultPodName(command);
   const argv = process.argv.slice(2).filter((a) => a !== "-d" && a !== "--detach");
   const dashes = argv.indexOf("--");
-  const withName = name ? argv : [...argv.slice(0, dashes < 0 ? argv.length : dashes), "--name", podName, ...(dashes < 0 ? [] : argv.slice(dashes))];
+  const withName = name
+    ? argv
+    : [
+        ...argv.slice(0, dashes < 0 ? argv.length : dashes),
+        "--name",
+        podName,
+        ...(dashes < 0 ? [] : argv.slice(dashes)),
+      ];
   const logFile = path.join(paths.logs, "pods", `${cluster}-${namespace}-${podName}.log`);
   mkdirSync(path.dirname(logFile), { recursive: true });
   const fd = openSync(logFile, "a");
@@ -198,7 +242,9 @@ async function runDetached(stateDir: string, cluster: string, namespace: string,
     }
     if (!isAlive(supervisor)) {
       const { tail } = await import("../local/controlplane.js");
-      throw new UserError(`the pod supervisor exited before ${namespace}/${podName} became ready:\n${tail(logFile, 10)}`);
+      throw new UserError(
+        `the pod supervisor exited before ${namespace}/${podName} became ready:\n${tail(logFile, 10)}`,
+      );
     }
     await sleep(100);
   }

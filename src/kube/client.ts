@@ -53,8 +53,19 @@ export class ClusterClient {
   }
 
   /** Server-side apply of a whole object, owned by `fieldManager`. */
-  async apply<T extends KubernetesObject>(obj: T, fieldManager = DEFAULT_FIELD_MANAGER, dryRun = false): Promise<T> {
-    return this.objects.patch(obj, undefined, dryRun ? "All" : undefined, fieldManager, true, PatchStrategy.ServerSideApply);
+  async apply<T extends KubernetesObject>(
+    obj: T,
+    fieldManager = DEFAULT_FIELD_MANAGER,
+    dryRun = false,
+  ): Promise<T> {
+    return this.objects.patch(
+      obj,
+      undefined,
+      dryRun ? "All" : undefined,
+      fieldManager,
+      true,
+      PatchStrategy.ServerSideApply,
+    );
   }
 
   /** Reads an object, or undefined when it does not exist. */
@@ -64,7 +75,7 @@ export class ClusterClient {
     metadata: { name: string; namespace?: string };
   }): Promise<T | undefined> {
     try {
-      return (await this.objects.read(header as T & { metadata: { name: string } })) as T;
+      return await this.objects.read<T>(header);
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;

@@ -33,18 +33,27 @@ export function yamlFilesIn(dir: string): string[] {
 }
 
 /** Applies CRDs and waits until each is Established, so objects of their kinds can be created. */
-export async function applyCrds(client: ClusterClient, crds: KubernetesObject[], timeoutMs = 30_000): Promise<void> {
+export async function applyCrds(
+  client: ClusterClient,
+  crds: KubernetesObject[],
+  timeoutMs = 30_000,
+): Promise<void> {
   await Promise.all(crds.map((crd) => client.apply(crd)));
   const deadline = Date.now() + timeoutMs;
   for (const crd of crds) {
     for (;;) {
-      const current = await client.read<KubernetesObject & { status?: { conditions?: { type: string; status: string }[] } }>({
+      const current = await client.read<
+        KubernetesObject & { status?: { conditions?: { type: string; status: string }[] } }
+      >({
         apiVersion: "apiextensions.k8s.io/v1",
         kind: "CustomResourceDefinition",
         metadata: { name: crd.metadata!.name! },
       });
       if (current?.status?.conditions?.some((c) => c.type === "Established" && c.status === "True")) break;
-      if (Date.now() > deadline) throw new Error(`CRD ${crd.metadata!.name!} in ${client.name} was not Established within ${timeoutMs / 1000}s`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `CRD ${crd.metadata!.name!} in ${client.name} was not Established within ${timeoutMs / 1000}s`,
+        );
       await sleep(50);
     }
   }

@@ -33,7 +33,10 @@ export function readVersions(): Versions {
 }
 
 export function cacheDir(): string {
-  return process.env["MERIDIAN_CACHE"] ?? path.join(process.env["XDG_CACHE_HOME"] ?? path.join(os.homedir(), ".cache"), "meridian");
+  return (
+    process.env["MERIDIAN_CACHE"] ??
+    path.join(process.env["XDG_CACHE_HOME"] ?? path.join(os.homedir(), ".cache"), "meridian")
+  );
 }
 
 export interface Binaries {
@@ -79,9 +82,10 @@ export function requireBinaries(): Binaries {
 /** The upstream MCS CRDs, taken from the sigs.k8s.io/mcs-api Go module by scripts/fetch-crds.sh. */
 export function upstreamCrdFiles(v: Versions = readVersions()): string[] {
   const dir = path.join(cacheDir(), "crds", `mcs-api-${v.mcsApi}`);
-  const files = ["multicluster.x-k8s.io_serviceexports.yaml", "multicluster.x-k8s.io_serviceimports.yaml"].map((f) =>
-    path.join(dir, f),
-  );
+  const files = [
+    "multicluster.x-k8s.io_serviceexports.yaml",
+    "multicluster.x-k8s.io_serviceimports.yaml",
+  ].map((f) => path.join(dir, f));
   const missing = files.filter((f) => !existsSync(f));
   if (missing.length > 0) {
     throw new UserError(`missing the upstream MCS CRDs in ${dir}; fetch them with 'scripts/fetch-crds.sh'`);

@@ -9,7 +9,12 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import { ClusterClient, MERGE_PATCH } from "../kube/client.js";
 import { renderKubeconfig } from "../kube/kubeconfig.js";
 import { applyCrds, loadManifestFiles, yamlFilesIn } from "../kube/manifests.js";
-import { ensureCertificate, ensureCertificateAuthority, ensureSigningKey, writeSecretFile } from "../pki/openssl.js";
+import {
+  ensureCertificate,
+  ensureCertificateAuthority,
+  ensureSigningKey,
+  writeSecretFile,
+} from "../pki/openssl.js";
 import { ABOUT_API_VERSION, CLUSTER_ID_PROPERTY, type ClusterProperty } from "../api/mcs.js";
 import { meridianCrdDir, requireBinaries, upstreamCrdFiles, type Binaries } from "./binaries.js";
 import {
@@ -91,7 +96,11 @@ function portInUse(port: number): Promise<boolean> {
   });
 }
 
-async function newRecord(paths: StatePaths, members: number, overlapping: boolean): Promise<ClustersetRecord> {
+async function newRecord(
+  paths: StatePaths,
+  members: number,
+  overlapping: boolean,
+): Promise<ClustersetRecord> {
   const id = clustersetId(paths.dir);
   const names = [HUB, ...memberNames(members)];
   const ports = await freePorts(2 + names.length);
@@ -139,7 +148,9 @@ function acquireLock(paths: StatePaths): () => void {
     } catch {
       const holder = Number(readFileSync(paths.lockFile, "utf8"));
       if (Number.isInteger(holder) && holder > 0 && processExists(holder)) {
-        throw new UserError(`another 'meridian up' (pid ${holder}) is working on ${paths.dir}; wait for it to finish`);
+        throw new UserError(
+          `another 'meridian up' (pid ${holder}) is working on ${paths.dir}; wait for it to finish`,
+        );
       }
       rmSync(paths.lockFile, { force: true });
     }
@@ -156,7 +167,10 @@ function processExists(pid: number): boolean {
   }
 }
 
-export function componentName(cluster: string, component: "kube-apiserver" | "kube-controller-manager"): string {
+export function componentName(
+  cluster: string,
+  component: "kube-apiserver" | "kube-controller-manager",
+): string {
   return `${cluster}-${component}`;
 }
 
@@ -323,7 +337,13 @@ async function ensureControlPlanes(
         writeSecretFile(
           kcmKubeconfigFile(paths, c.name),
           renderKubeconfig([
-            { name: c.name, server: `https://127.0.0.1:${c.apiserverPort}`, caData: ca, clientCertData: adminCert, clientKeyData: adminKey },
+            {
+              name: c.name,
+              server: `https://127.0.0.1:${c.apiserverPort}`,
+              caData: ca,
+              clientCertData: adminCert,
+              clientKeyData: adminKey,
+            },
           ]),
         );
         const [kcmPort] = await freePorts(1);
@@ -368,7 +388,11 @@ export function nodeName(cluster: string): string {
 }
 
 /** CRDs, the member's Node object, and its cluster-id ClusterProperty. */
-async function bootstrapCluster(paths: StatePaths, cluster: ClusterRecord, crds: KubernetesObject[]): Promise<void> {
+async function bootstrapCluster(
+  paths: StatePaths,
+  cluster: ClusterRecord,
+  crds: KubernetesObject[],
+): Promise<void> {
   const client = adminClient(paths, cluster.name);
   await applyCrds(client, crds);
   if (!cluster.network) return;
@@ -414,7 +438,7 @@ async function bootstrapCluster(paths: StatePaths, cluster: ClusterRecord, crds:
     metadata: { name: CLUSTER_ID_PROPERTY },
     spec: { value: cluster.name },
   };
-  await client.apply(property as KubernetesObject);
+  await client.apply(property);
 }
 
 export interface ComponentStatus {
@@ -461,16 +485,20 @@ export async function status(stateDir: string): Promise<ClustersetStatus> {
   const paths = new StatePaths(stateDir);
   const record = readClusterset(paths);
   if (!record) {
-    throw new UserError(`no clusterset in ${paths.dir}; create one with 'meridian up --state-dir ${paths.dir}'`);
+    throw new UserError(
+      `no clusterset in ${paths.dir}; create one with 'meridian up --state-dir ${paths.dir}'`,
+    );
   }
   const etcd = component(paths, "etcd");
-  const etcdHealthy = etcd.running && (await probe({ url: `http://127.0.0.1:${record.etcd.clientPort}/health` }));
+  const etcdHealthy =
+    etcd.running && (await probe({ url: `http://127.0.0.1:${record.etcd.clientPort}/health` }));
   const caFile = pkiFor(paths, HUB).caFile;
   const clusters = await Promise.all(
     record.clusters.map(async (c): Promise<ClusterStatus> => {
       const api = component(paths, componentName(c.name, "kube-apiserver"));
       const kcm = component(paths, componentName(c.name, "kube-controller-manager"));
-      const answering = api.running && (await probe({ url: `https://127.0.0.1:${c.apiserverPort}/readyz`, caFile }));
+      const answering =
+        api.running && (await probe({ url: `https://127.0.0.1:${c.apiserverPort}/readyz`, caFile }));
       let health: ClusterHealth;
       if (!api.running && !kcm.running) health = "Stopped";
       else if (!answering) health = "Down";

@@ -70,7 +70,12 @@ export function advertiseAddress(cluster: ClusterRecord): string {
   return cluster.network?.nodeAddress ?? "10.255.255.1";
 }
 
-export function apiserverCommand(bins: Binaries, rec: ClustersetRecord, cluster: ClusterRecord, paths: StatePaths): string[] {
+export function apiserverCommand(
+  bins: Binaries,
+  rec: ClustersetRecord,
+  cluster: ClusterRecord,
+  paths: StatePaths,
+): string[] {
   const pki = pkiFor(paths, cluster.name);
   return [
     bins.kubeApiserver,
@@ -96,7 +101,12 @@ export function apiserverCommand(bins: Binaries, rec: ClustersetRecord, cluster:
   ];
 }
 
-export function kcmCommand(bins: Binaries, cluster: ClusterRecord, paths: StatePaths, kcmPort: number): string[] {
+export function kcmCommand(
+  bins: Binaries,
+  cluster: ClusterRecord,
+  paths: StatePaths,
+  kcmPort: number,
+): string[] {
   const pki = pkiFor(paths, cluster.name);
   return [
     bins.kubeControllerManager,
@@ -154,14 +164,22 @@ export function probe(opts: HealthOptions): Promise<boolean> {
 }
 
 /** Polls until healthy or `deadline`; the failure names what was waited for and where to look. */
-export async function waitHealthy(what: string, opts: HealthOptions, timeoutMs: number, logFile: string, alive: () => boolean): Promise<void> {
+export async function waitHealthy(
+  what: string,
+  opts: HealthOptions,
+  timeoutMs: number,
+  logFile: string,
+  alive: () => boolean,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await probe({ ...opts, timeoutMs: 1000 })) return;
     if (!alive()) throw new Error(`${what} exited during start-up; see ${logFile}:\n${tail(logFile, 15)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${what} did not become healthy at ${opts.url} within ${timeoutMs / 1000}s; see ${logFile}:\n${tail(logFile, 15)}`);
+  throw new Error(
+    `${what} did not become healthy at ${opts.url} within ${timeoutMs / 1000}s; see ${logFile}:\n${tail(logFile, 15)}`,
+  );
 }
 
 export function tail(file: string, lines: number): string {

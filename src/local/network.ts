@@ -28,7 +28,8 @@ async function ip(args: string[]): Promise<string> {
     return stdout;
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === "ENOENT") throw new UserError("the 'ip' command is missing; install iproute2 (scripts/setup.sh does)");
+    if (e.code === "ENOENT")
+      throw new UserError("the 'ip' command is missing; install iproute2 (scripts/setup.sh does)");
     throw new Error(`ip ${args.join(" ")}: ${(e.stderr ?? e.message).trim()}`, { cause: err });
   }
 }
@@ -50,7 +51,7 @@ export async function listNamespaces(): Promise<string[]> {
     .filter((name) => name.length > 0);
 }
 
-export async function namespaceExists(name: string): Promise<boolean> {
+export function namespaceExists(name: string): boolean {
   return existsSync(path.join("/run/netns", name));
 }
 
@@ -64,7 +65,7 @@ async function linkExists(ns: string, link: string): Promise<boolean> {
 }
 
 export async function deleteNamespace(name: string): Promise<void> {
-  if (!(await namespaceExists(name))) return;
+  if (!namespaceExists(name)) return;
   await ip(["netns", "delete", name]);
   rmSync(path.join("/etc/netns", name), { recursive: true, force: true });
 }
@@ -83,7 +84,7 @@ export function prefixLength(cidr: string): number {
 
 /** The shared network: a namespace holding one bridge that every member's uplink joins. */
 export async function ensureGatewayNetwork(ns: string): Promise<void> {
-  if ((await namespaceExists(ns)) && (await linkExists(ns, WAN_BRIDGE))) return;
+  if (namespaceExists(ns) && (await linkExists(ns, WAN_BRIDGE))) return;
   await freshNamespace(ns);
   await ip(["-n", ns, "link", "add", WAN_BRIDGE, "type", "bridge"]);
   await ip(["-n", ns, "link", "set", WAN_BRIDGE, "up"]);
@@ -103,7 +104,7 @@ export interface MemberNetworkSpec {
 /** A member's node namespace with its pod bridge and its uplink to the gateway network. */
 export async function ensureMemberNetwork(spec: MemberNetworkSpec): Promise<void> {
   const ns = spec.nodeNamespace;
-  if ((await namespaceExists(ns)) && (await linkExists(ns, POD_BRIDGE)) && (await linkExists(ns, UPLINK))) return;
+  if (namespaceExists(ns) && (await linkExists(ns, POD_BRIDGE)) && (await linkExists(ns, UPLINK))) return;
   await freshNamespace(ns);
   await ip(["-n", ns, "link", "add", POD_BRIDGE, "type", "bridge"]);
   await ip(["-n", ns, "addr", "add", `${spec.nodeAddress}/${prefixLength(spec.podCIDR)}`, "dev", POD_BRIDGE]);
@@ -111,8 +112,29 @@ export async function ensureMemberNetwork(spec: MemberNetworkSpec): Promise<void
   if (await linkExists(spec.gatewayNamespace, spec.wanPort)) {
     await ip(["-n", spec.gatewayNamespace, "link", "delete", spec.wanPort]);
   }
-  await ip(["-n", ns, "link", "add", UPLINK, "type", "veth", "peer", "name", spec.wanPort, "netns", spec.gatewayNamespace]);
-  await ip(["-n", ns, "addr", "add", `${spec.gatewayAddress}/${prefixLength(spec.gatewayCIDR)}`, "dev", UPLINK]);
+  await ip([
+    "-n",
+    ns,
+    "link",
+    "add",
+    UPLINK,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    spec.wanPort,
+    "netns",
+    spec.gatewayNamespace,
+  ]);
+  await ip([
+    "-n",
+    ns,
+    "addr",
+    "add",
+    `${spec.gatewayAddress}/${prefixLength(spec.gatewayCIDR)}`,
+    "dev",
+    UPLINK,
+  ]);
   await ip(["-n", ns, "link", "set", UPLINK, "up"]);
   await ip(["-n", spec.gatewayNamespace, "link", "set", spec.wanPort, "master", WAN_BRIDGE, "up"]);
 }
@@ -133,9 +155,30 @@ export async function createPodNetwork(spec: PodNetworkSpec): Promise<void> {
   if (await linkExists(spec.nodeNamespace, spec.hostInterface)) {
     await ip(["-n", spec.nodeNamespace, "link", "delete", spec.hostInterface]);
   }
-  await ip(["-n", spec.nodeNamespace, "link", "add", spec.hostInterface, "type", "veth", "peer", "name", "eth0", "netns", spec.podNamespace]);
+  await ip([
+    "-n",
+    spec.nodeNamespace,
+    "link",
+    "add",
+    spec.hostInterface,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    "eth0",
+    "netns",
+    spec.podNamespace,
+  ]);
   await ip(["-n", spec.nodeNamespace, "link", "set", spec.hostInterface, "master", POD_BRIDGE, "up"]);
-  await ip(["-n", spec.podNamespace, "addr", "add", `${spec.address}/${prefixLength(spec.podCIDR)}`, "dev", "eth0"]);
+  await ip([
+    "-n",
+    spec.podNamespace,
+    "addr",
+    "add",
+    `${spec.address}/${prefixLength(spec.podCIDR)}`,
+    "dev",
+    "eth0",
+  ]);
   await ip(["-n", spec.podNamespace, "link", "set", "eth0", "up"]);
   await ip(["-n", spec.podNamespace, "route", "add", "default", "via", spec.nodeAddress]);
 }
@@ -147,7 +190,10 @@ export async function createPodNetwork(spec: PodNetworkSpec): Promise<void> {
 export function writeNamespaceResolvConf(ns: string, nameserver: string, search: string[]): void {
   const dir = path.join("/etc/netns", ns);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, "resolv.conf"), `nameserver ${nameserver}\nsearch ${search.join(" ")}\noptions ndots:5\n`);
+  writeFileSync(
+    path.join(dir, "resolv.conf"),
+    `nameserver ${nameserver}\nsearch ${search.join(" ")}\noptions ndots:5\n`,
+  );
 }
 
 /** argv that runs `command` inside network namespace `ns`. */

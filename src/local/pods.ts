@@ -5,15 +5,38 @@
  * selects it. Deleting the Pod stops the process; the process exiting removes the Pod.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { V1Pod } from "@kubernetes/client-node";
 import { ClusterClient, MERGE_PATCH, apiErrorMessage, isNotFound } from "../kube/client.js";
-import { addressInCIDR, createPodNetwork, deleteNamespace, inNamespace, prefixLength, requireNetworkPrivileges } from "./network.js";
+import {
+  addressInCIDR,
+  createPodNetwork,
+  deleteNamespace,
+  inNamespace,
+  prefixLength,
+  requireNetworkPrivileges,
+} from "./network.js";
 import { isAlive, stopProcess, type ProcessRecord } from "./processes.js";
-import { findCluster, readClusterset, StatePaths, UserError, type ClusterRecord, type ClustersetRecord } from "./state.js";
+import {
+  findCluster,
+  readClusterset,
+  StatePaths,
+  UserError,
+  type ClusterRecord,
+  type ClustersetRecord,
+} from "./state.js";
 
 export interface RunOptions {
   stateDir: string;
@@ -23,6 +46,8 @@ export interface RunOptions {
   labels: Record<string, string>;
   command: string[];
   createNamespace?: boolean;
+  /** Ready only once this TCP port accepts connections in the pod (a readiness probe). */
+  readyPort?: number;
 }
 
 export interface PodRecord {
@@ -45,7 +70,9 @@ export function parseLabels(spec: string | undefined): Record<string, string> {
     const key = eq > 0 ? pair.slice(0, eq) : "";
     const value = eq > 0 ? pair.slice(eq + 1) : "";
     if (!/^([a-z0-9.-]+\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(key) || key.length > 316) {
-      throw new UserError(`invalid label "${pair}": use key=value pairs separated by commas, e.g. app=web,tier=front`);
+      throw new UserError(
+        `invalid label "${pair}": use key=value pairs separated by commas, e.g. app=web,tier=front`,
+      );
     }
     if (!/^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/.test(value) || value.length > 63) {
       throw new UserError(`invalid label value in "${pair}": up to 63 letters, digits, '-', '_' or '.'`);
@@ -86,7 +113,10 @@ function readPodRecords(paths: StatePaths): { file: string; record: PodRecord }[
 }
 
 /** Claims the lowest free pod address by creating its record file exclusively. */
-function claimAddress(paths: StatePaths, cluster: ClusterRecord): { ip: string; offset: number; file: string } {
+function claimAddress(
+  paths: StatePaths,
+  cluster: ClusterRecord,
+): { ip: string; offset: number; file: string } {
   const net = cluster.network!;
   const dir = podsDir(paths, cluster.name);
   mkdirSync(dir, { recursive: true });
@@ -132,9 +162,19 @@ function podObject(opts: RunOptions, name: string, node: string): V1Pod {
   };
 }
 
-async function markRunning(client: ClusterClient, pod: V1Pod, ip: string, hostIP: string): Promise<void> {
+async function markRunning(
+  client: ClusterClient,
+  pod: V1Pod,
+  ip: string,
+  hostIP: string,
+  ready: boolean,
+): Promise<void> {
   const now = new Date();
-  const condition = (type: string) => ({ type, status: "True", lastTransitionTime: now });
+  const condition = (type: string) => ({
+    type,
+    status: ready || type === "PodScheduled" || type === "Initialized" ? "True" : "False",
+    lastTransitionTime: now,
+  });
   await client.core.patchNamespacedPodStatus(
     {
       name: pod.metadata!.name!,
@@ -153,7 +193,7 @@ async function markRunning(client: ClusterClient, pod: V1Pod, ip: string, hostIP
               name: "main",
               image: "meridian.local/process",
               imageID: "",
-              ready: true,
+              ready,
               started: true,
               restartCount: 0,
               state: { running: { startedAt: now } },
@@ -187,7 +227,9 @@ async function markFinished(client: ClusterClient, pod: V1Pod, exitCode: number)
               ready: false,
               started: false,
               restartCount: 0,
-              state: { terminated: { exitCode, finishedAt: now, reason: exitCode === 0 ? "Completed" : "Error" } },
+              state: {
+                terminated: { exitCode, finishedAt: now, reason: exitCode === 0 ? "Completed" : "Error" },
+              },
             },
           ],
         },
@@ -197,13 +239,21 @@ async function markFinished(client: ClusterClient, pod: V1Pod, exitCode: number)
   );
 }
 
-function loadMember(stateDir: string, clusterName: string): { paths: StatePaths; record: ClustersetRecord; cluster: ClusterRecord } {
+function loadMember(
+  stateDir: string,
+  clusterName: string,
+): { paths: StatePaths; record: ClustersetRecord; cluster: ClusterRecord } {
   const paths = new StatePaths(stateDir);
   const record = readClusterset(paths);
   if (!record) throw new UserError(`no clusterset in ${paths.dir}; start one with 'meridian up'`);
   const cluster = findCluster(record, clusterName);
   if (!cluster.network) {
-    throw new UserError(`${clusterName} is the hub; it runs no workloads. Run processes in a member: ${record.clusters.filter((c) => c.network).map((c) => c.name).join(", ")}`);
+    throw new UserError(
+      `${clusterName} is the hub; it runs no workloads. Run processes in a member: ${record.clusters
+        .filter((c) => c.network)
+        .map((c) => c.name)
+        .join(", ")}`,
+    );
   }
   return { paths, record, cluster };
 }
@@ -226,7 +276,9 @@ export async function startPod(opts: RunOptions): Promise<RunningPod> {
   const { paths, record, cluster } = loadMember(opts.stateDir, opts.cluster);
   const name = opts.name ?? defaultPodName(opts.command);
   if (!DNS_LABEL.test(name) || name.length > 63) {
-    throw new UserError(`invalid pod name "${name}": lower-case letters, digits and '-', at most 63 characters`);
+    throw new UserError(
+      `invalid pod name "${name}": lower-case letters, digits and '-', at most 63 characters`,
+    );
   }
   const client = ClusterClient.fromFile(paths.kubeconfig, cluster.name);
   await ensureNamespace(client, opts);
@@ -239,7 +291,11 @@ export async function startPod(opts: RunOptions): Promise<RunningPod> {
     ip: claim.ip,
     podNamespace: `mrd-${record.id}-${cluster.name}-p${claim.offset}`,
     hostInterface: `p${claim.offset}`,
-    supervisor: { pid: process.pid, executable: process.argv[1] ?? process.execPath, startedAt: new Date().toISOString() },
+    supervisor: {
+      pid: process.pid,
+      executable: process.argv[1] ?? process.execPath,
+      startedAt: new Date().toISOString(),
+    },
   };
   writeFileSync(claim.file, JSON.stringify(podRecord) + "\n");
   const pod = podObject(opts, name, `${cluster.name}-node`);
@@ -270,7 +326,9 @@ export async function startPod(opts: RunOptions): Promise<RunningPod> {
     try {
       await client.core.createNamespacedPod({ namespace: opts.namespace, body: pod });
     } catch (err) {
-      throw new UserError(`could not create pod ${opts.namespace}/${name} in ${cluster.name}: ${apiErrorMessage(err)}`);
+      throw new UserError(
+        `could not create pod ${opts.namespace}/${name} in ${cluster.name}: ${apiErrorMessage(err)}`,
+      );
     }
     const [exe, ...args] = inNamespace(podRecord.podNamespace, opts.command);
     // What the downward API would give a container.
@@ -288,7 +346,12 @@ export async function startPod(opts: RunOptions): Promise<RunningPod> {
       spawned.once("exit", (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1)));
       spawned.once("error", () => resolve(127));
     });
-    await markRunning(client, pod, claim.ip, net.nodeAddress);
+    await markRunning(client, pod, claim.ip, net.nodeAddress, opts.readyPort === undefined);
+    if (opts.readyPort !== undefined) {
+      void probeUntilReady(podRecord.podNamespace, opts.readyPort, exited).then(async (ok) => {
+        if (ok) await markRunning(client, pod, claim.ip, net.nodeAddress, true);
+      });
+    }
     const finished = superviseUntilExit(client, opts.namespace, name, spawned, exited).then(async (code) => {
       await cleanup(code);
       return code;
@@ -306,6 +369,30 @@ export async function startPod(opts: RunOptions): Promise<RunningPod> {
     await cleanup(1);
     throw err;
   }
+}
+
+/** Probes `port` inside the pod's network every 100 ms until it accepts a connection. */
+async function probeUntilReady(
+  podNamespace: string,
+  port: number,
+  exited: Promise<number>,
+): Promise<boolean> {
+  let gone = false;
+  void exited.then(() => (gone = true));
+  while (!gone) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const probe = spawn(
+        "ip",
+        ["netns", "exec", podNamespace, "bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/${port}`],
+        { stdio: "ignore" },
+      );
+      probe.once("exit", (code) => resolve(code === 0));
+      probe.once("error", () => resolve(false));
+    });
+    if (ok) return true;
+    await sleep(100);
+  }
+  return false;
 }
 
 /** Watches the Pod by polling: a deleted Pod stops the process, as the kubelet would. */
@@ -337,7 +424,8 @@ async function ensureNamespace(client: ClusterClient, opts: RunOptions): Promise
   try {
     await client.core.readNamespace({ name: opts.namespace });
   } catch (err) {
-    if (!isNotFound(err)) throw new UserError(`cannot reach ${opts.cluster}'s API server: ${apiErrorMessage(err)}`);
+    if (!isNotFound(err))
+      throw new UserError(`cannot reach ${opts.cluster}'s API server: ${apiErrorMessage(err)}`);
     if (!opts.createNamespace) {
       throw new UserError(
         `namespace "${opts.namespace}" does not exist in ${opts.cluster}; create it ` +
@@ -353,7 +441,8 @@ export async function stopAllPods(paths: StatePaths): Promise<string[]> {
   const stopped: string[] = [];
   await Promise.all(
     readPodRecords(paths).map(async ({ file, record }) => {
-      if (await stopProcess(record.supervisor, 8000)) stopped.push(`pod ${record.cluster}/${record.namespace}/${record.name}`);
+      if (await stopProcess(record.supervisor, 8000))
+        stopped.push(`pod ${record.cluster}/${record.namespace}/${record.name}`);
       rmSync(file, { force: true });
     }),
   );

@@ -37,7 +37,11 @@ export function startDetached(opts: StartOptions): ProcessRecord {
     });
     if (child.pid === undefined) throw new Error(`could not start ${opts.executable}`);
     child.unref();
-    const record: ProcessRecord = { pid: child.pid, executable: opts.executable, startedAt: new Date().toISOString() };
+    const record: ProcessRecord = {
+      pid: child.pid,
+      executable: opts.executable,
+      startedAt: new Date().toISOString(),
+    };
     writeFileSync(opts.pidFile, JSON.stringify(record) + "\n");
     return record;
   } finally {
@@ -67,7 +71,9 @@ export function isAlive(record: ProcessRecord | undefined): boolean {
     const stat = readFileSync(`/proc/${record.pid}/stat`, "utf8");
     // A zombie has exited; it only waits for its parent to reap it.
     if (/^\d+ \(.*\) Z /.test(stat)) return false;
-    return cmdline.split("\0").some((arg) => arg === record.executable || arg.endsWith(`/${path.basename(record.executable)}`));
+    return cmdline
+      .split("\0")
+      .some((arg) => arg === record.executable || arg.endsWith(`/${path.basename(record.executable)}`));
   } catch {
     return false;
   }

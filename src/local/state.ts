@@ -11,7 +11,18 @@ export const STATE_FILE = "clusterset.json";
 export const STATE_VERSION = 1;
 
 /** Readable names for the first members; more members are numbered. */
-const MEMBER_NAMES = ["west", "east", "north", "south", "central", "alpine", "coast", "delta", "harbor", "island"];
+const MEMBER_NAMES = [
+  "west",
+  "east",
+  "north",
+  "south",
+  "central",
+  "alpine",
+  "coast",
+  "delta",
+  "harbor",
+  "island",
+];
 
 export function memberNames(count: number): string[] {
   return Array.from({ length: count }, (_, i) => MEMBER_NAMES[i] ?? `member${i + 1}`);

@@ -32,7 +32,11 @@ async function openssl(args: string[]): Promise<void> {
     await run("openssl", args);
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === "ENOENT") throw new Error("openssl is not installed; run scripts/setup.sh (or apt-get install openssl)");
+    if (e.code === "ENOENT") {
+      throw new Error("openssl is not installed; run scripts/setup.sh (or apt-get install openssl)", {
+        cause: err,
+      });
+    }
     throw new Error(`openssl ${args[0] ?? ""} failed: ${e.stderr ?? e.message}`, { cause: err });
   }
 }
@@ -42,7 +46,11 @@ function pair(dir: string, name: string): KeyPair {
 }
 
 /** Creates a self-signed CA unless one already exists in `dir` (so resumed state keeps its trust). */
-export async function ensureCertificateAuthority(dir: string, name: string, commonName: string): Promise<KeyPair> {
+export async function ensureCertificateAuthority(
+  dir: string,
+  name: string,
+  commonName: string,
+): Promise<KeyPair> {
   const out = pair(dir, name);
   if (existsSync(out.certFile) && existsSync(out.keyFile)) return out;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -62,8 +70,13 @@ export async function ensureCertificate(ca: KeyPair, req: IssueRequest): Promise
   if (existsSync(out.certFile) && existsSync(out.keyFile)) return out;
   mkdirSync(req.dir, { recursive: true, mode: 0o700 });
   const subject = `${req.organization ? `/O=${req.organization}` : ""}/CN=${req.commonName}`;
-  const sans = [...(req.dnsNames ?? []).map((d) => `DNS:${d}`), ...(req.ipAddresses ?? []).map((ip) => `IP:${ip}`)];
-  const eku = { server: "serverAuth", client: "clientAuth", "server+client": "serverAuth,clientAuth" }[req.usage];
+  const sans = [
+    ...(req.dnsNames ?? []).map((d) => `DNS:${d}`),
+    ...(req.ipAddresses ?? []).map((ip) => `IP:${ip}`),
+  ];
+  const eku = { server: "serverAuth", client: "clientAuth", "server+client": "serverAuth,clientAuth" }[
+    req.usage
+  ];
   const args = [
     "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
     "-days", String(req.days ?? 3650), "-subj", subject,
@@ -79,7 +92,9 @@ export async function ensureCertificate(ca: KeyPair, req: IssueRequest): Promise
 }
 
 /** An EC private key and its public key (`<file>.pub`), e.g. for service-account tokens. */
-export async function ensureSigningKey(file: string): Promise<{ privateKeyFile: string; publicKeyFile: string }> {
+export async function ensureSigningKey(
+  file: string,
+): Promise<{ privateKeyFile: string; publicKeyFile: string }> {
   const publicKeyFile = `${file}.pub`;
   if (!existsSync(file)) {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
