@@ -46,6 +46,9 @@ import {
   type ClustersetRecord,
 } from "./state.js";
 import { stopAllPods } from "./pods.js";
+import { localComponents } from "./components.js";
+import "./builtin-components.js";
+import { readdirSync } from "node:fs";
 
 export const HUB = "hub";
 
@@ -221,6 +224,9 @@ export async function up(opts: UpOptions): Promise<UpResult> {
     await ensureControlPlanes(bins, paths, record, log);
     writeAdminKubeconfig(paths, record);
     await Promise.all(record.clusters.map((c) => bootstrapCluster(paths, c, crds)));
+    for (const component of localComponents()) {
+      await component.ensure({ paths, record, bins, log });
+    }
     return { record, resumed, seconds: (performance.now() - started) / 1000 };
   } finally {
     release();
@@ -462,6 +468,8 @@ export interface ClusterStatus {
     nodeAddress: string;
     gatewayAddress: string;
   } | null;
+  /** Component-specific facts added by local components (e.g. "dns": { address }). */
+  [component: string]: unknown;
 }
 
 /** The documented `meridian status -o json` shape (see docs/status-json.md). */
@@ -473,6 +481,15 @@ export interface ClustersetStatus {
   kubeconfig: string;
   etcd: ComponentStatus & { healthy: boolean };
   clusters: ClusterStatus[];
+}
+
+/** Names of every recorded process (pid file), e.g. "west-kube-apiserver", "west-dns". */
+function recordedProcesses(paths: StatePaths): string[] {
+  if (!existsSync(paths.pids)) return [];
+  return readdirSync(paths.pids)
+    .filter((f) => f.endsWith(".pid"))
+    .map((f) => f.slice(0, -".pid".length))
+    .sort();
 }
 
 function component(paths: StatePaths, name: string): ComponentStatus {
@@ -497,20 +514,30 @@ export async function status(stateDir: string): Promise<ClustersetStatus> {
     record.clusters.map(async (c): Promise<ClusterStatus> => {
       const api = component(paths, componentName(c.name, "kube-apiserver"));
       const kcm = component(paths, componentName(c.name, "kube-controller-manager"));
+      const others = recordedProcesses(paths)
+        .filter((n) => n.startsWith(`${c.name}-`) && n !== api.name && n !== kcm.name)
+        .map((n) => component(paths, n));
       const answering =
         api.running && (await probe({ url: `https://127.0.0.1:${c.apiserverPort}/readyz`, caFile }));
       let health: ClusterHealth;
       if (!api.running && !kcm.running) health = "Stopped";
       else if (!answering) health = "Down";
-      else if (!kcm.running || !etcdHealthy) health = "Degraded";
+      else if (!kcm.running || !etcdHealthy || others.some((o) => !o.running)) health = "Degraded";
       else health = "Ready";
+      const extras = Object.assign(
+        {},
+        ...localComponents().map((lc) =>
+          lc.describe ? { [lc.name]: lc.describe({ paths, record }, c) } : {},
+        ),
+      ) as Record<string, unknown>;
       return {
         name: c.name,
         role: c.role,
         context: c.name,
         server: `https://127.0.0.1:${c.apiserverPort}`,
         health,
-        components: [api, kcm],
+        components: [api, kcm, ...others],
+        ...extras,
         network: c.network
           ? {
               namespace: c.network.nodeNamespace,
@@ -549,7 +576,10 @@ export async function down(stateDir: string, purge: boolean): Promise<DownResult
     stopped.push(...(await stopAllPods(paths)));
     const kcms = record.clusters.map((c) => componentName(c.name, "kube-controller-manager"));
     const apis = record.clusters.map((c) => componentName(c.name, "kube-apiserver"));
-    for (const group of [kcms, apis, ["etcd"]]) {
+    const meridians = recordedProcesses(paths).filter(
+      (n) => n !== "etcd" && !kcms.includes(n) && !apis.includes(n),
+    );
+    for (const group of [meridians, kcms, apis, ["etcd"]]) {
       await Promise.all(
         group.map(async (name) => {
           const pidFile = paths.pidFile(name);

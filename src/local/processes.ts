@@ -22,6 +22,8 @@ export interface StartOptions {
   pidFile: string;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** The program the process ends up running, when `executable` execs another (`ip netns exec`). */
+  recordAs?: string;
 }
 
 export function startDetached(opts: StartOptions): ProcessRecord {

@@ -1,0 +1,224 @@
+/**
+ * A small REST client for one cluster: JSON requests and line-streamed watches over one keep-alive
+ * HTTPS agent. Authentication comes from client-node's KubeConfig (certificates, tokens, exec
+ * plugins), but connections are ours: client-node 1.4 builds a new agent for every request, which
+ * leaks sockets on watch reconnects.
+ */
+import https from "node:https";
+import http from "node:http";
+import type { KubeConfig } from "@kubernetes/client-node";
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+export interface RequestOptions {
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  contentType?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export class RestClient {
+  private agent: https.Agent | http.Agent | undefined;
+  readonly server: URL;
+
+  constructor(
+    readonly cluster: string,
+    private readonly kubeConfig: KubeConfig,
+    agentOptions: { maxSockets?: number } = {},
+  ) {
+    const server = kubeConfig.getCurrentCluster()?.server;
+    if (!server) throw new Error(`kubeconfig for ${cluster} names no server`);
+    this.server = new URL(server);
+    this.maxSockets = agentOptions.maxSockets ?? 64;
+  }
+
+  private readonly maxSockets: number;
+
+  private async options(method: string, path: string, opts: RequestOptions): Promise<https.RequestOptions> {
+    const url = new URL(path, this.server);
+    for (const [k, v] of Object.entries(opts.query ?? {}))
+      if (v !== undefined) url.searchParams.set(k, String(v));
+    const base: https.RequestOptions = {
+      method,
+      protocol: url.protocol,
+      hostname: url.hostname,
+      port: url.port,
+      path: url.pathname + url.search,
+      headers: { Accept: "application/json" },
+    };
+    await this.kubeConfig.applyToHTTPSOptions(base);
+    this.agent ??=
+      url.protocol === "https:"
+        ? new https.Agent({
+            keepAlive: true,
+            maxSockets: this.maxSockets,
+            ca: base.ca,
+            cert: base.cert,
+            key: base.key,
+            rejectUnauthorized: base.rejectUnauthorized ?? true,
+          })
+        : new http.Agent({ keepAlive: true, maxSockets: this.maxSockets });
+    base.agent = this.agent;
+    if (opts.body !== undefined) {
+      (base.headers as Record<string, string>)["Content-Type"] = opts.contentType ?? "application/json";
+    }
+    return base;
+  }
+
+  /** One JSON request; resolves with the parsed body, rejects with ApiError on a non-2xx status. */
+  async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    const options = await this.options(method, path, opts);
+    const payload =
+      opts.body === undefined
+        ? undefined
+        : typeof opts.body === "string"
+          ? opts.body
+          : JSON.stringify(opts.body);
+    return new Promise<T>((resolve, reject) => {
+      const req = (this.server.protocol === "https:" ? https : http).request(
+        { ...options, signal: opts.signal },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            const text = Buffer.concat(chunks).toString("utf8");
+            const status = res.statusCode ?? 0;
+            if (status >= 200 && status < 300) {
+              try {
+                resolve((text ? JSON.parse(text) : {}) as T);
+              } catch (err) {
+                reject(new Error(`${this.cluster}: ${method} ${path}: unparsable response`, { cause: err }));
+              }
+              return;
+            }
+            reject(toApiError(status, text, `${method} ${path}`));
+          });
+          res.on("error", reject);
+        },
+      );
+      req.setTimeout(opts.timeoutMs ?? 30_000, () =>
+        req.destroy(new Error(`${this.cluster}: ${method} ${path}: timed out`)),
+      );
+      req.on("error", reject);
+      req.end(payload);
+    });
+  }
+
+  /**
+   * A streaming GET: calls `onLine` for every newline-terminated line until the server ends the
+   * response (resolves) or the request fails or is aborted (rejects).
+   */
+  async stream(
+    path: string,
+    query: RequestOptions["query"],
+    onLine: (line: string) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const options = await this.options("GET", path, { query });
+    return new Promise<void>((resolve, reject) => {
+      const req = (this.server.protocol === "https:" ? https : http).request(
+        { ...options, signal },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          if (status < 200 || status >= 300) {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () =>
+              reject(toApiError(status, Buffer.concat(chunks).toString("utf8"), `watch ${path}`)),
+            );
+            return;
+          }
+          let pending = "";
+          res.setEncoding("utf8");
+          res.on("data", (chunk: string) => {
+            pending += chunk;
+            let nl: number;
+            while ((nl = pending.indexOf("\n")) >= 0) {
+              const line = pending.slice(0, nl);
+              pending = pending.slice(nl + 1);
+              if (line.length > 0) onLine(line);
+            }
+          });
+          res.on("end", () => resolve());
+          res.on("error", reject);
+          res.on("aborted", () => reject(new Error("watch stream aborted")));
+        },
+      );
+      req.on("error", reject);
+      req.end();
+    });
+  }
+
+  close(): void {
+    this.agent?.destroy();
+    this.agent = undefined;
+  }
+}
+
+function toApiError(status: number, text: string, what: string): ApiError {
+  try {
+    const s = JSON.parse(text) as { reason?: string; message?: string; details?: unknown };
+    return new ApiError(status, s.reason ?? "", `${what}: ${s.message ?? text} (HTTP ${status})`, s.details);
+  } catch {
+    return new ApiError(status, "", `${what}: HTTP ${status} ${text.slice(0, 200)}`);
+  }
+}
+
+/** API paths for a resource. */
+export interface ResourceRef {
+  group: string;
+  version: string;
+  plural: string;
+  namespaced: boolean;
+}
+
+export function resourcePath(
+  r: ResourceRef,
+  namespace?: string,
+  name?: string,
+  subresource?: string,
+): string {
+  const base = r.group === "" ? `/api/${r.version}` : `/apis/${r.group}/${r.version}`;
+  const ns = r.namespaced && namespace ? `/namespaces/${encodeURIComponent(namespace)}` : "";
+  const n = name ? `/${encodeURIComponent(name)}` : "";
+  const sub = subresource ? `/${subresource}` : "";
+  return `${base}${ns}/${r.plural}${n}${sub}`;
+}
+
+export const Resources = {
+  namespaces: { group: "", version: "v1", plural: "namespaces", namespaced: false },
+  services: { group: "", version: "v1", plural: "services", namespaced: true },
+  secrets: { group: "", version: "v1", plural: "secrets", namespaced: true },
+  endpointSlices: { group: "discovery.k8s.io", version: "v1", plural: "endpointslices", namespaced: true },
+  serviceExports: {
+    group: "multicluster.x-k8s.io",
+    version: "v1beta1",
+    plural: "serviceexports",
+    namespaced: true,
+  },
+  serviceImports: {
+    group: "multicluster.x-k8s.io",
+    version: "v1beta1",
+    plural: "serviceimports",
+    namespaced: true,
+  },
+  clusterProperties: {
+    group: "about.k8s.io",
+    version: "v1beta1",
+    plural: "clusterproperties",
+    namespaced: false,
+  },
+  clusters: { group: "meridian.dev", version: "v1alpha1", plural: "clusters", namespaced: true },
+  leases: { group: "coordination.k8s.io", version: "v1", plural: "leases", namespaced: true },
+} as const satisfies Record<string, ResourceRef>;

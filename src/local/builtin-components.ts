@@ -1,0 +1,5 @@
+/**
+ * The Meridian components a local clusterset runs. Each import registers one with
+ * `registerLocalComponent`; order here is start order.
+ */
+export {};

@@ -1,0 +1,78 @@
+/**
+ * Meridian's own processes in a local clusterset (controller, per-member DNS, gateways) plug into
+ * `up`, `down` and `status` through this registry, so each component lives in its own module.
+ *
+ * Every process a component starts is recorded as `pids/<name>.pid` (use `startComponentProcess`):
+ * `down` stops all of them before the control planes, and `status` lists those named
+ * `<cluster>-...` under their cluster.
+ */
+import path from "node:path";
+import type { Binaries } from "./binaries.js";
+import { REPO_ROOT } from "./binaries.js";
+import { startDetached, isAlive, readProcessRecord, type ProcessRecord } from "./processes.js";
+import type { ClusterRecord, ClustersetRecord, StatePaths } from "./state.js";
+import { inNamespace } from "./network.js";
+
+export interface ComponentContext {
+  paths: StatePaths;
+  record: ClustersetRecord;
+  bins: Binaries;
+  log: (line: string) => void;
+}
+
+export interface LocalComponent {
+  /** Short name, e.g. "dns". */
+  name: string;
+  /**
+   * Brings the component up (or leaves it running) once every control plane answers and has its
+   * CRDs. Called on every `up`, fresh or resumed: it must be idempotent.
+   */
+  ensure(ctx: ComponentContext): Promise<void>;
+  /** Extra, component-specific facts for `meridian status -o json`, per cluster (optional). */
+  describe?(
+    ctx: Omit<ComponentContext, "bins" | "log">,
+    cluster: ClusterRecord,
+  ): Record<string, unknown> | undefined;
+}
+
+const registry: LocalComponent[] = [];
+
+export function registerLocalComponent(component: LocalComponent): void {
+  if (!registry.some((c) => c.name === component.name)) registry.push(component);
+}
+
+export function localComponents(): readonly LocalComponent[] {
+  return registry;
+}
+
+/** argv that runs this checkout's `meridian` CLI. */
+export function meridianCommand(...args: string[]): string[] {
+  return [process.execPath, path.join(REPO_ROOT, "bin", "meridian.js"), ...args];
+}
+
+export interface ComponentProcess {
+  /** Process name: `<cluster>-<component>` for per-cluster processes. */
+  name: string;
+  argv: string[];
+  /** Run inside this network namespace (a member's node), or in the host's. */
+  networkNamespace?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Starts the process unless its recorded one is alive; returns its record. */
+export function startComponentProcess(ctx: ComponentContext, proc: ComponentProcess): ProcessRecord {
+  const pidFile = ctx.paths.pidFile(proc.name);
+  const existing = readProcessRecord(pidFile);
+  if (existing && isAlive(existing)) return existing;
+  const argv = proc.networkNamespace ? inNamespace(proc.networkNamespace, proc.argv) : proc.argv;
+  const [exe, ...args] = argv;
+  return startDetached({
+    executable: exe!,
+    args,
+    logFile: ctx.paths.logFile(proc.name),
+    pidFile,
+    env: { ...process.env, ...proc.env, MERIDIAN_STATE_DIR: ctx.paths.dir },
+    // `ip netns exec` replaces itself with the command: the pid is the command's.
+    recordAs: proc.networkNamespace ? proc.argv[0] : undefined,
+  });
+}
