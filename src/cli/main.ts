@@ -10,6 +10,8 @@ import { resolveStateDir, StatePaths, UserError } from "../local/state.js";
 import { ClusterClient, isNotFound } from "../kube/client.js";
 import { isAlive } from "../local/processes.js";
 import { parseOutputFormat, renderStructured, renderTable } from "./output.js";
+import { registerDnsCommand } from "./dns.js";
+import { collectServices, registerMcsCommands, type ExportSummary, type ImportSummary } from "./mcs.js";
 
 const stateDirOption = () =>
   new Option(
@@ -34,6 +36,45 @@ function statusTable(s: ClustersetStatus): string {
       c.network?.namespace ?? "-",
     ]),
   );
+}
+
+function conditionCell(e: ExportSummary, type: string): string {
+  const c = e.conditions[type];
+  return c
+    ? `${c.status}${c.status === (type === "Conflict" ? "False" : "True") ? "" : `/${c.reason}`}`
+    : "-";
+}
+
+function servicesTables(exports: ExportSummary[], imports: ImportSummary[]): string {
+  let out = "";
+  if (exports.length > 0) {
+    out += "\nEXPORTS\n";
+    out += renderTable(
+      ["CLUSTER", "SERVICE", "VALID", "READY", "CONFLICT"],
+      exports.map((e) => [
+        e.cluster,
+        `${e.namespace}/${e.name}`,
+        conditionCell(e, "Valid"),
+        conditionCell(e, "Ready"),
+        conditionCell(e, "Conflict"),
+      ]),
+    );
+  }
+  if (imports.length > 0) {
+    out += "\nIMPORTS\n";
+    out += renderTable(
+      ["CLUSTER", "SERVICE", "TYPE", "IPS", "PORTS", "FROM"],
+      imports.map((i) => [
+        i.cluster,
+        `${i.namespace}/${i.name}`,
+        i.type,
+        i.ips.join(",") || "-",
+        i.ports.join(","),
+        i.sourceClusters.join(",") || "-",
+      ]),
+    );
+  }
+  return out;
 }
 
 export function buildProgram(): Command {
@@ -93,13 +134,26 @@ export function buildProgram(): Command {
 
   program
     .command("status")
-    .description("show the clusters of the local clusterset and their health")
+    .description("show the clusters of the local clusterset, their health, exports and imports")
     .addOption(stateDirOption())
     .addOption(new Option("-o, --output <format>", "table, json or yaml").default("table"))
     .action(async (opts: { stateDir?: string; output: string }) => {
       const format = parseOutputFormat(opts.output);
-      const s = await status(resolveStateDir(opts.stateDir));
-      print(format === "table" ? statusTable(s) : renderStructured(s, format));
+      const stateDir = resolveStateDir(opts.stateDir);
+      const s = await status(stateDir);
+      const paths = new StatePaths(stateDir);
+      const reachable = s.clusters.filter(
+        (c) => c.role === "member" && (c.health === "Ready" || c.health === "Degraded"),
+      );
+      const services = await collectServices(
+        reachable.map((c) => ClusterClient.fromFile(paths.kubeconfig, c.name)),
+      );
+      const full = { ...s, ...services };
+      print(
+        format === "table"
+          ? statusTable(s) + servicesTables(services.exports, services.imports)
+          : renderStructured(full, format),
+      );
       if (s.clusters.some((c) => c.health !== "Ready")) process.exitCode = 3;
     });
 
@@ -190,6 +244,9 @@ export function buildProgram(): Command {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     });
+
+  registerDnsCommand(program);
+  registerMcsCommands(program);
 
   return program;
 }

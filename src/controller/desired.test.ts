@@ -1493,3 +1493,20 @@ describe("properties", () => {
     );
   });
 });
+
+describe("a Service with no pods yet", () => {
+  it("is imported with no endpoints: Kubernetes gives its slice null endpoints, which must not fail the reconcile", () => {
+    const empty = { ...endpointSlice(`${NAME}-empty`, []), endpoints: null as unknown as V1Endpoint[] };
+    const desired = desiredState(
+      observe([exporter("c1", T1, { endpointSlices: [empty] }), bystander("c2")]),
+      OPTIONS,
+    );
+    const imported = importIn(desired, "c2");
+    assert.equal(imported.serviceImport.spec.type, "ClusterSetIP");
+    assert.equal(
+      imported.endpointSlices.flatMap((s) => s.endpoints ?? []).length,
+      0,
+      "no endpoints are imported from an empty slice",
+    );
+  });
+});

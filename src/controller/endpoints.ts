@@ -170,7 +170,8 @@ export function collectEndpointGroups(
       entry = { group: { addressType: slice.addressType, ports, endpoints: [] }, byAddress: new Map() };
       groups.set(groupKey, entry);
     }
-    addEndpoints(entry.byAddress, slice.endpoints);
+    // A Service without pods has a slice whose endpoints are null.
+    addEndpoints(entry.byAddress, slice.endpoints ?? []);
   }
   const result: EndpointGroup[] = [];
   for (const [, { group, byAddress }] of [...groups].sort(([a], [b]) => compareText(a, b))) {

@@ -240,13 +240,16 @@ let overflowed = false;
 let questionName: string | undefined;
 /** Whole names written so far (name → offset); created on first use. */
 let compression: Map<string, number> | undefined;
+/** Offset just past each record written, in order, to truncate at a record boundary. */
+const recordEnds: number[] = [];
 
 /**
  * Encodes a response with name compression (owner names, NS/SOA names; SRV targets are written in
  * full as RFC 2782 requires, but later names may point at them). `resolution.rcode` may be an
  * extended rcode (BADVERS): its upper bits go into the OPT record, so that needs `opt`. If the result
- * exceeds `limit` (or 65535), answer/authority/additional are dropped, TC is set, and only question
- * and OPT remain.
+ * exceeds `limit` (or 65535), TC is set and only the longest run of whole records that fits is kept,
+ * in order (answer, then authority, then additional; the first record that does not fit ends it), with
+ * room left for the OPT: what CoreDNS sends (miekg/dns `Msg.Truncate`).
  */
 export function encodeResponse(
   request: Buffer,
@@ -260,14 +263,21 @@ export function encodeResponse(
   overflowed = false;
   questionName = query.plainName && query.name !== "." ? query.name : undefined;
   compression = undefined;
+  recordEnds.length = 0;
   let answers = writeSection(resolution.answers);
   let authority = writeSection(resolution.authority);
   let additional = writeSection(resolution.additional);
   const optLength = opt ? OPT_LENGTH : 0;
-  const truncated = overflowed || writeOffset + optLength > Math.min(limit, MAX_MESSAGE_SIZE);
+  const budget = Math.min(limit, MAX_MESSAGE_SIZE) - optLength;
+  const truncated = overflowed || writeOffset > budget;
   if (truncated) {
-    writeOffset = query.questionEnd;
-    answers = authority = additional = 0;
+    // Pointers only point backwards, so any prefix of the records is a valid message.
+    let kept = 0;
+    while (kept < recordEnds.length && recordEnds[kept]! <= budget) kept++;
+    writeOffset = kept === 0 ? query.questionEnd : recordEnds[kept - 1]!;
+    answers = Math.min(answers, kept);
+    authority = Math.min(authority, kept - answers);
+    additional = kept - answers - authority;
   }
   if (opt) writeOpt(opt, resolution.rcode);
   const flags =
@@ -292,6 +302,7 @@ function writeSection(records: readonly DnsRecord[]): number {
       break;
     }
     writeRecord(record);
+    recordEnds.push(writeOffset);
     written++;
   }
   return written;

@@ -382,8 +382,10 @@ describe("resolve: qtypes other than A/AAAA/SRV", () => {
     }
   });
 
-  test("Differs from native CoreDNS: SOA for a missing non-apex name is NXDOMAIN", () => {
-    check(zone, { q: fq("svc0.testns.svc"), type: "SOA", rcode: "NXDOMAIN" });
+  test("SOA below the apex is NODATA whether or not the name exists (as CoreDNS answers)", () => {
+    check(zone, { q: fq("svc0.testns.svc"), type: "SOA", rcode: "NOERROR" });
+    check(zone, { q: fq("a.b.c.d.e.f"), type: "SOA", rcode: "NOERROR" });
+    check(zone, { q: fq("svc1.testns.svc"), type: "SOA", rcode: "NOERROR" });
   });
 
   test("with nameservers configured, NS at the apex and ns.dns.<zone> are answered", () => {
@@ -396,7 +398,9 @@ describe("resolve: qtypes other than A/AAAA/SRV", () => {
     ]);
     assert.deepEqual(ask(zone, fq("ns.dns"), "A", options).answers.map(show), [a("ns.dns", "10.96.0.53")]);
     assert.equal(ask(zone, fq("ns.dns"), "MX", options).rcode, Rcode.NOERROR);
-    assert.equal(ask(zone, fq("ns.dns"), "A").rcode, Rcode.NXDOMAIN, "not configured: no such name");
+    const unconfigured = ask(zone, fq("ns.dns"), "A");
+    assert.equal(unconfigured.rcode, Rcode.NOERROR, "not configured: the SOA's mname still exists (NODATA)");
+    assert.deepEqual(unconfigured.answers, []);
   });
 });
 

@@ -130,7 +130,7 @@ export function resolve(
     owner,
     zoneAsAsked: owner.slice(owner.length - opts.zoneLower.length),
   };
-  const target = classify(lower, relative, zone, opts);
+  const target = classify(lower, relative, zone);
   return finish(ctx, answer(ctx, target, question.type));
 }
 
@@ -194,14 +194,15 @@ const NAMESERVER: NameTarget = Object.freeze({ kind: "nameserver" });
  * `[<a>.<b>.]<service>.<namespace>.svc.<zone>`, where `<a>.<b>` is `_port._proto` when either label
  * starts with `_`, else `<hostname>.<clusterid>`. Exactly zero or two extra labels are valid.
  */
-function classify(lower: string, relative: number, zone: ZoneView, opts: CompiledOptions): NameTarget {
+function classify(lower: string, relative: number, zone: ZoneView): NameTarget {
   if (relative === 0) return APEX;
   const prefix = lower.slice(0, relative);
   // Every indexed name is letters, digits, '-' and '_'; an escaped byte can never match one.
   if (prefix.includes("\\")) return MISSING;
   const labels = prefix.split(".");
   if (labels.length === 1) return classifyTopLabel(prefix);
-  if (prefix === "ns.dns" && opts.nameservers.length > 0) return NAMESERVER;
+  // The SOA's mname exists even when no addresses are configured for it (CoreDNS: NODATA, not NXDOMAIN).
+  if (prefix === "ns.dns") return NAMESERVER;
   return classifyServiceName(labels, zone);
 }
 
@@ -245,10 +246,10 @@ function parseFilter(first: string, second: string): NameFilter {
 /*
  * Per-qtype dispatch. Spec vs CoreDNS: bare-name SRV (not in the MCS spec, used by conformance) is
  * served like `_port._proto` SRV with every port matching. Deliberate differences from CoreDNS
- * (README "Differs from CoreDNS" 1–4): TXT, SOA and NS at a name that exists but has no such record
- * are NODATA and never NXDOMAIN (CoreDNS answers NXDOMAIN for TXT at empty non-terminals and for
- * non-TXT at dns-version; the native plugin answers NODATA for SOA at names that do not exist), and
- * NS at the apex needs configured nameserver addresses.
+ * (README "Differs from CoreDNS" 1–2): a name that exists is never NXDOMAIN (CoreDNS answers NXDOMAIN
+ * for TXT at names without A/AAAA — the apex, `svc`, `<ns>.svc` — and for non-TXT at dns-version,
+ * which would make RFC 8020 resolvers deny the names below), and NS at the apex needs configured
+ * nameserver addresses.
  */
 function answer(ctx: QueryContext, target: NameTarget, qtype: number): Outcome {
   switch (qtype) {
@@ -264,7 +265,9 @@ function answer(ctx: QueryContext, target: NameTarget, qtype: number): Outcome {
       }
       return existence(ctx, target);
     case RRType.SOA:
-      return target.kind === "apex" ? records([soaRecord(ctx)]) : existence(ctx, target);
+      // CoreDNS answers SOA below the apex with NODATA whether or not the name exists. Either way the
+      // client learns the zone from the SOA in authority, which is what SOA queries are for.
+      return target.kind === "apex" ? records([soaRecord(ctx)]) : NODATA_OUTCOME;
     case RRType.NS:
       return target.kind === "apex" && ctx.opts.nameservers.length > 0
         ? nameserverRecords(ctx)

@@ -186,11 +186,12 @@ describe("DNS server with dig", () => {
     assert.deepEqual(lines(await dig("dns-version.clusterset.local", "TXT", "+short")), ['"1.1.0"']);
   });
 
-  test("+bufsize=512 with +ignore shows TC and no answers; +noedns too", async () => {
+  test("+bufsize=512 with +ignore shows TC and the answers that fit; +noedns too", async () => {
     for (const args of [["+bufsize=512"], ["+noedns"]]) {
       const output = await dig("big.testns.svc.clusterset.local", ...args, "+ignore");
       assert.ok(flagsOf(output).includes("tc"), `${args.join(" ")}: ${flagsOf(output).join(" ")}`);
-      assert.equal(countOf(output, "ANSWER"), 0);
+      const answers = countOf(output, "ANSWER");
+      assert.ok(answers > 10 && answers < 100, `${args.join(" ")}: ${answers} answers`);
     }
   });
 

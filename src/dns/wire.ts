@@ -4,11 +4,13 @@
  * Policy (RFC 1035, RFC 6891, RFC 7766):
  * - unparseable → FORMERR when the ID is readable, else nothing; responses (QR=1) are never answered;
  * - opcode other than QUERY → NOTIMP; QDCOUNT ≠ 1 → FORMERR; class other than IN → REFUSED;
- * - EDNS version > 0 → BADVERS; an OPT in the query gets an OPT back advertising our buffer size;
+ * - EDNS version > 0 → BADVERS; an OPT in the query gets an OPT back echoing the client's buffer size
+ *   and DO bit (as CoreDNS does);
  * - names outside the zone → REFUSED, or handed to an optional {@link DnsForwarder};
- * - UDP size limit: the client's EDNS payload size clamped to [512, maxUdpPayload], 512 without OPT;
- *   TCP: 65535. A response over the limit keeps only question + OPT and has TC set, so the client
- *   retries over TCP.
+ * - UDP size limit: the client's EDNS payload size, at least 512 and at most maxUdpPayload (default:
+ *   the largest datagram, as CoreDNS has no cap); 512 without OPT; TCP: 65535. A response over the
+ *   limit keeps as many whole records as fit, in order, answer then authority then additional (as
+ *   CoreDNS's miekg/dns Truncate) and has TC set, so the client retries over TCP.
  */
 import { encodeHeaderOnly, encodeResponse, EncodeError, MAX_MESSAGE_SIZE, parseQuery } from "./codec.js";
 import type { ParsedQuery, ResponseOpt } from "./codec.js";
@@ -35,7 +37,7 @@ export interface DnsHandlerOptions {
   readonly zone: ZoneView;
   /** Defaults to {@link DEFAULT_RESOLVE_OPTIONS}. */
   readonly resolve?: ResolveOptions;
-  /** Largest UDP response we send and advertise in OPT; clamped to [512, 65507]. Default 4096. */
+  /** Largest UDP response we send whatever the client advertises; clamped to [512, 65507]. Default 65507. */
   readonly maxUdpPayload?: number;
   readonly forwarder?: DnsForwarder;
 }
@@ -53,10 +55,10 @@ export type DnsReply = Buffer | null | Promise<Buffer | null>;
 
 /** Smallest UDP payload every DNS implementation must accept (RFC 1035). */
 export const MIN_UDP_PAYLOAD = 512;
-/** Default {@link DnsHandlerOptions.maxUdpPayload}. */
-export const DEFAULT_MAX_UDP_PAYLOAD = 4096;
 /** Largest payload of one UDP/IPv4 datagram. */
 const MAX_UDP_DATAGRAM = 65507;
+/** Default {@link DnsHandlerOptions.maxUdpPayload}: no cap below the datagram limit, like CoreDNS. */
+export const DEFAULT_MAX_UDP_PAYLOAD = MAX_UDP_DATAGRAM;
 
 const NONE: readonly DnsRecord[] = [];
 /** Written to when the caller does not ask for QueryInfo (avoids an allocation per query). */
@@ -103,12 +105,15 @@ function answerMessage(
   const maxUdp = clamp(options.maxUdpPayload ?? DEFAULT_MAX_UDP_PAYLOAD, MIN_UDP_PAYLOAD, MAX_UDP_DATAGRAM);
   const limit = sizeLimit(query, transport, maxUdp);
   const opt: ResponseOpt | undefined = query.edns && {
-    udpPayloadSize: maxUdp,
+    udpPayloadSize: query.edns.udpPayloadSize,
     dnssecOk: query.edns.dnssecOk,
   };
   const reply = (resolution: Resolution): Buffer => encode(request, query, resolution, opt, limit, info);
 
-  if (query.edns && query.edns.version !== 0) return reply(status(Rcode.BADVERS));
+  if (query.edns && query.edns.version !== 0) {
+    // CoreDNS's BADVERS carries a fresh OPT with no payload size; answer the same.
+    return encode(request, query, status(Rcode.BADVERS), { udpPayloadSize: 0, dnssecOk: false }, limit, info);
+  }
   if (query.qclass !== CLASS_IN) return reply(status(Rcode.REFUSED));
   const resolveOptions = options.resolve ?? DEFAULT_RESOLVE_OPTIONS;
   const question: Question = { name: query.name, type: query.type };

@@ -95,6 +95,11 @@ export class RestClient {
             const text = Buffer.concat(chunks).toString("utf8");
             const status = res.statusCode ?? 0;
             if (status >= 200 && status < 300) {
+              // Health endpoints (/readyz, /livez) answer in plain text.
+              if (!(res.headers["content-type"] ?? "").includes("json")) {
+                resolve(text as T);
+                return;
+              }
               try {
                 resolve((text ? JSON.parse(text) : {}) as T);
               } catch (err) {

@@ -2,4 +2,6 @@
  * The Meridian components a local clusterset runs. Each import registers one with
  * `registerLocalComponent`; order here is start order.
  */
-export {};
+import "./dns.js";
+
+import "./controller.js";

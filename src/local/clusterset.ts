@@ -233,13 +233,17 @@ export async function up(opts: UpOptions): Promise<UpResult> {
   }
 }
 
+/** Every control-plane process, and every component process recorded so far, is alive. */
 function allRunning(paths: StatePaths, record: ClustersetRecord): boolean {
-  if (!isAlive(readProcessRecord(paths.pidFile("etcd")))) return false;
-  return record.clusters.every(
-    (c) =>
-      isAlive(readProcessRecord(paths.pidFile(componentName(c.name, "kube-apiserver")))) &&
-      isAlive(readProcessRecord(paths.pidFile(componentName(c.name, "kube-controller-manager")))),
-  );
+  const controlPlanes = [
+    "etcd",
+    ...record.clusters.flatMap((c) => [
+      componentName(c.name, "kube-apiserver"),
+      componentName(c.name, "kube-controller-manager"),
+    ]),
+  ];
+  const names = new Set([...controlPlanes, ...recordedProcesses(paths)]);
+  return [...names].every((n) => isAlive(readProcessRecord(paths.pidFile(n))));
 }
 
 /** A recorded port now held by another program is reported before anything starts. */

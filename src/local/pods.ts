@@ -29,6 +29,7 @@ import {
   requireNetworkPrivileges,
 } from "./network.js";
 import { isAlive, stopProcess, type ProcessRecord } from "./processes.js";
+import { useMemberDns } from "./dns.js";
 import {
   findCluster,
   readClusterset,
@@ -323,6 +324,7 @@ export async function startPod(opts: RunOptions): Promise<RunningPod> {
       podCIDR: net.podCIDR,
       nodeAddress: net.nodeAddress,
     });
+    useMemberDns(podRecord.podNamespace, net, opts.namespace);
     try {
       await client.core.createNamespacedPod({ namespace: opts.namespace, body: pod });
     } catch (err) {

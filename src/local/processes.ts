@@ -41,7 +41,7 @@ export function startDetached(opts: StartOptions): ProcessRecord {
     child.unref();
     const record: ProcessRecord = {
       pid: child.pid,
-      executable: opts.executable,
+      executable: opts.recordAs ?? opts.executable,
       startedAt: new Date().toISOString(),
     };
     writeFileSync(opts.pidFile, JSON.stringify(record) + "\n");

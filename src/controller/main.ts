@@ -1,0 +1,92 @@
+/** The controller process: hub client, leader election, metrics endpoint, the Controller. */
+import os from "node:os";
+import { KubeConfig } from "@kubernetes/client-node";
+import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { LeaderElector } from "../kube/leader.js";
+import { RestClient } from "../kube/rest.js";
+import { createLogger } from "../observability/logger.js";
+import { parseHostPort, startMetricsServer } from "../observability/metrics-server.js";
+import { Controller, errorText } from "./controller.js";
+
+export interface ControllerProcessOptions {
+  kubeconfig?: string;
+  context?: string;
+  namespace: string;
+  metrics?: string;
+  leaderElect: boolean;
+  unreachableAfterMs: number;
+  refusedNamespaces: string[];
+  concurrency: number;
+}
+
+function hubKubeConfig(opts: ControllerProcessOptions): KubeConfig {
+  const kc = new KubeConfig();
+  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+  else kc.loadFromDefault();
+  if (opts.context) kc.setCurrentContext(opts.context);
+  return kc;
+}
+
+export async function runController(opts: ControllerProcessOptions): Promise<void> {
+  const log = createLogger("controller");
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const leaderGauge = new Gauge({
+    name: "meridian_controller_leader",
+    help: "1 while this replica leads.",
+    registers: [registry],
+  });
+  const hub = new RestClient("hub", hubKubeConfig(opts));
+  const controller = new Controller({
+    hub,
+    namespace: opts.namespace,
+    log,
+    registry,
+    unreachableAfterMs: opts.unreachableAfterMs,
+    refusedNamespaces: opts.refusedNamespaces,
+    concurrency: opts.concurrency,
+  });
+  let leading = false;
+  if (opts.metrics) {
+    const { host, port } = parseHostPort(opts.metrics, "--metrics");
+    const server = await startMetricsServer(registry, host, port, () => leading || !opts.leaderElect);
+    log.info({ port: server.port }, "serving /metrics");
+  }
+  const lead = async (): Promise<void> => {
+    leading = true;
+    leaderGauge.set(1);
+    log.info("leading: starting the controller");
+    try {
+      await controller.start();
+    } catch (err) {
+      log.fatal({ err: errorText(err) }, "controller failed to start");
+      process.exit(1);
+    }
+  };
+  let elector: LeaderElector | undefined;
+  if (opts.leaderElect) {
+    elector = new LeaderElector(hub, {
+      namespace: opts.namespace,
+      name: "meridian-controller",
+      identity: `${os.hostname()}-${process.pid}`,
+      onStartedLeading: () => void lead(),
+      // Without fencing, a replica that lost the lease must stop writing at once.
+      onLost: () => {
+        log.fatal("lost leadership; exiting");
+        process.exit(2);
+      },
+      log: (m) => log.warn(m),
+    });
+    elector.start();
+  } else {
+    await lead();
+  }
+  await new Promise<void>((resolve) => {
+    process.once("SIGTERM", resolve);
+    process.once("SIGINT", resolve);
+  });
+  log.info("shutting down");
+  await elector?.stop();
+  await controller.stop();
+  process.exit(0);
+}
