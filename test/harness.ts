@@ -64,12 +64,12 @@ export function clusterset(): Promise<TestClusterset> {
 }
 
 /** A fresh, private clusterset for tests that stop or break one; torn down after the file. */
-export async function privateClusterset(members = 1): Promise<TestClusterset> {
+export async function privateClusterset(members = 1, components?: string[]): Promise<TestClusterset> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "meridian-private-"));
   after(async () => {
     await down(dir, true);
   });
-  await up({ stateDir: dir, members });
+  await up({ stateDir: dir, members, components });
   return describeClusterset(dir);
 }
 

@@ -11,6 +11,7 @@ import { ClusterClient, isNotFound } from "../kube/client.js";
 import { isAlive } from "../local/processes.js";
 import { parseOutputFormat, renderStructured, renderTable } from "./output.js";
 import { registerDnsCommand } from "./dns.js";
+import { registerGatewayCommands } from "./gateway.js";
 import { collectServices, registerMcsCommands, type ExportSummary, type ImportSummary } from "./mcs.js";
 
 const stateDirOption = () =>
@@ -89,30 +90,41 @@ export function buildProgram(): Command {
     .addOption(stateDirOption())
     .option("--members <n>", "number of member clusters (new clustersets only)", (v) => Number(v))
     .option("--overlapping-pod-cidrs", "give every member the same pod CIDR (they stay separate networks)")
-    .action(async (opts: { stateDir?: string; members?: number; overlappingPodCidrs?: boolean }) => {
-      const stateDir = resolveStateDir(opts.stateDir);
-      const result = await up({
-        stateDir,
-        members: opts.members,
-        overlappingPodCIDRs: opts.overlappingPodCidrs,
-        log: (line) => process.stderr.write(`${line}\n`),
-      });
-      const s = await status(stateDir);
-      print(
-        `\n${result.resumed ? "Resumed" : "Started"} the clusterset in ${result.seconds.toFixed(1)}s.\n\n`,
-      );
-      print(statusTable(s));
-      const member = s.clusters.find((c) => c.role === "member")?.name ?? "west";
-      print(
-        `\nUse it:\n` +
-          `  export KUBECONFIG=${s.kubeconfig}     # one context per cluster\n` +
-          `  kubectl --context ${member} get nodes\n` +
-          `  meridian run ${member} --labels app=web -- python3 -m http.server 8080   # a process as a pod\n` +
-          `  meridian exec ${member} -- ip addr                                       # inside ${member}'s network\n` +
-          `  meridian status\n` +
-          `  meridian down\n`,
-      );
-    });
+    .option("--components <list>", "Meridian components to run, comma-separated (default: all)", (v) =>
+      v.split(",").filter((x) => x.length > 0),
+    )
+    .action(
+      async (opts: {
+        stateDir?: string;
+        members?: number;
+        overlappingPodCidrs?: boolean;
+        components?: string[];
+      }) => {
+        const stateDir = resolveStateDir(opts.stateDir);
+        const result = await up({
+          stateDir,
+          members: opts.members,
+          overlappingPodCIDRs: opts.overlappingPodCidrs,
+          components: opts.components,
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        const s = await status(stateDir);
+        print(
+          `\n${result.resumed ? "Resumed" : "Started"} the clusterset in ${result.seconds.toFixed(1)}s.\n\n`,
+        );
+        print(statusTable(s));
+        const member = s.clusters.find((c) => c.role === "member")?.name ?? "west";
+        print(
+          `\nUse it:\n` +
+            `  export KUBECONFIG=${s.kubeconfig}     # one context per cluster\n` +
+            `  kubectl --context ${member} get nodes\n` +
+            `  meridian run ${member} --labels app=web -- python3 -m http.server 8080   # a process as a pod\n` +
+            `  meridian exec ${member} -- ip addr                                       # inside ${member}'s network\n` +
+            `  meridian status\n` +
+            `  meridian down\n`,
+        );
+      },
+    );
 
   program
     .command("down")
@@ -246,6 +258,7 @@ export function buildProgram(): Command {
     });
 
   registerDnsCommand(program);
+  registerGatewayCommands(program);
   registerMcsCommands(program);
 
   return program;

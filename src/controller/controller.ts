@@ -421,14 +421,15 @@ export class Controller {
       if (wanted.derivedService)
         wrote = (await applier.apply(wanted.derivedService, owned.derivedService)).applied || wrote;
       wrote = (await applier.apply(wanted.serviceImport, owned.serviceImport)).applied || wrote;
-      const keep = new Set<string>();
-      for (const slice of wanted.endpointSlices) {
-        keep.add(slice.metadata!.name!);
-        wrote =
-          (await applier.apply(slice, owned.endpointSlices.get(slice.metadata!.name!))).applied || wrote;
-      }
-      for (const [sliceName, slice] of owned.endpointSlices)
-        if (!keep.has(sliceName)) wrote = (await applier.delete(slice)) || wrote;
+      const keep = new Set(wanted.endpointSlices.map((s) => s.metadata!.name!));
+      const sliceWrites = await Promise.all([
+        ...wanted.endpointSlices.map(
+          async (slice) =>
+            (await applier.apply(slice, owned.endpointSlices.get(slice.metadata!.name!))).applied,
+        ),
+        ...[...owned.endpointSlices].filter(([n]) => !keep.has(n)).map(([, slice]) => applier.delete(slice)),
+      ]);
+      wrote = sliceWrites.some(Boolean) || wrote;
       if (!wanted.derivedService && owned.derivedService)
         wrote = (await applier.delete(owned.derivedService)) || wrote;
     } else {

@@ -57,6 +57,11 @@ export interface UpOptions {
   members?: number;
   /** Every member gets the same pod CIDR (they are separate networks, so that is allowed). */
   overlappingPodCIDRs?: boolean;
+  /**
+   * Which Meridian components to run (names of registered local components, e.g. "controller",
+   * "dns"); default all. Recorded, so a resumed clusterset runs the same ones.
+   */
+  components?: string[];
   log?: (line: string) => void;
 }
 
@@ -224,8 +229,14 @@ export async function up(opts: UpOptions): Promise<UpResult> {
     await ensureControlPlanes(bins, paths, record, log);
     writeAdminKubeconfig(paths, record);
     await Promise.all(record.clusters.map((c) => bootstrapCluster(paths, c, crds)));
+    const known = localComponents().map((c) => c.name);
+    const wanted = opts.components ?? record.components ?? known;
+    const unknown = wanted.filter((w) => !known.includes(w));
+    if (unknown.length > 0)
+      throw new UserError(`unknown component(s): ${unknown.join(", ")}; known: ${known.join(", ")}`);
+    if (opts.components) writeClusterset(paths, (record = { ...record, components: opts.components }));
     for (const component of localComponents()) {
-      await component.ensure({ paths, record, bins, log });
+      if (wanted.includes(component.name)) await component.ensure({ paths, record, bins, log });
     }
     return { record, resumed, seconds: (performance.now() - started) / 1000 };
   } finally {

@@ -70,6 +70,8 @@ export interface ClustersetRecord {
   /** Shared network joining only the members' gateway addresses. */
   gatewayNetwork: { namespace: string; cidr: string };
   clusters: ClusterRecord[];
+  /** Meridian components this clusterset runs (all registered ones when absent). */
+  components?: string[];
 }
 
 export class StatePaths {

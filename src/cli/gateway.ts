@@ -1,0 +1,210 @@
+/**
+ * `meridian gateway ...`: run the east-west gateway as a process, and the small PKI steps around
+ * it (create the clusterset root, make a key + CSR where the key will be used, sign a CSR).
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import type { Command } from "commander";
+import { Gateway } from "../gateway/gateway.js";
+import type { IdentitySource } from "../gateway/identity.js";
+import { FileIdentity, RenewingIdentity, splitPems } from "../gateway/identity.js";
+import { JsonFileRoutingSource } from "../gateway/routes.js";
+import type { TrustBundle } from "../gateway/trust.js";
+import { createGatewayKeyRequest, createTrustRoot, LocalSigner, signGatewayRequest } from "../gateway/trust.js";
+import { createLogger } from "../observability/logger.js";
+import { parseHostPort, startMetricsServer } from "../observability/metrics-server.js";
+
+interface RunOptions {
+  clusterId: string;
+  clusterset: string;
+  listenPeer: string;
+  listenLocal: string;
+  routes: string;
+  cert?: string;
+  key?: string;
+  ca?: string;
+  revoked?: string;
+  trustDir?: string;
+  certLifetime: string;
+  region?: string;
+  zone?: string;
+  metrics?: string;
+  maxConnections: string;
+  idleTimeout: string;
+  drainTimeout: string;
+  probeInterval: string;
+}
+
+const seconds = (v: string, flag: string): number => {
+  const n = Number(v);
+  if (!(n > 0)) throw new Error(`${flag} must be a positive number of seconds, got "${v}"`);
+  return n * 1000;
+};
+
+function writeSecret(file: string, content: string): void {
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  writeFileSync(file, content, { mode: 0o600 });
+}
+
+function identityFrom(o: RunOptions, onError: (err: unknown) => void): IdentitySource {
+  if (o.cert || o.key || o.ca) {
+    if (!o.cert || !o.key || !o.ca) throw new Error("--cert, --key and --ca go together");
+    return new FileIdentity({
+      clusterset: o.clusterset,
+      clusterId: o.clusterId,
+      certFile: o.cert,
+      keyFile: o.key,
+      caFile: o.ca,
+      ...(o.revoked ? { revokedFile: o.revoked } : {}),
+      onError,
+    });
+  }
+  if (!o.trustDir) throw new Error("give --cert/--key/--ca, or --trust-dir holding the clusterset root (ca.crt, ca.key)");
+  const caFile = path.join(o.trustDir, "ca.crt");
+  const caKeyFile = path.join(o.trustDir, "ca.key");
+  if (!existsSync(caFile) || !existsSync(caKeyFile))
+    throw new Error(`${o.trustDir} has no ca.crt/ca.key; create it with: meridian gateway init-trust --dir ${o.trustDir} --clusterset ${o.clusterset}`);
+  const root = { certPem: readFileSync(caFile, "utf8"), privateKeyPem: readFileSync(caKeyFile, "utf8") };
+  const revoked = o.revoked ? (JSON.parse(readFileSync(o.revoked, "utf8")) as { serials?: string[]; clusters?: string[] }) : {};
+  const bundle: TrustBundle = {
+    clusterset: o.clusterset,
+    caPems: splitPems(root.certPem),
+    revokedSerials: revoked.serials ?? [],
+    revokedClusters: revoked.clusters ?? [],
+  };
+  return new RenewingIdentity({
+    clusterset: o.clusterset,
+    clusterId: o.clusterId,
+    // The signer runs in this process only in local mode, where the root is on this machine; the
+    // gateway's own key is still generated here and only its CSR goes to the signer.
+    signer: new LocalSigner(root, o.clusterset, seconds(o.certLifetime, "--cert-lifetime") / 1000),
+    bundle,
+    onError,
+  });
+}
+
+async function run(o: RunOptions): Promise<void> {
+  const log = createLogger("gateway");
+  const onError = (err: unknown): void => log.error({ err }, "credentials");
+  const peer = parseHostPort(o.listenPeer, "--listen-peer");
+  const routes = new JsonFileRoutingSource(o.routes, 2000, (err) => log.error({ err: err.message }, "routes file rejected; keeping the last good table"));
+  await routes.start();
+  const gateway = new Gateway({
+    clusterId: o.clusterId,
+    locality: { ...(o.region ? { region: o.region } : {}), ...(o.zone ? { zone: o.zone } : {}) },
+    identity: identityFrom(o, onError),
+    routes,
+    peerListen: peer,
+    localListenHost: o.listenLocal,
+    limits: {
+      maxConnections: Number(o.maxConnections),
+      idleTimeoutMs: seconds(o.idleTimeout, "--idle-timeout"),
+    },
+    probe: { intervalMs: seconds(o.probeInterval, "--probe-interval") },
+    logger: log,
+  });
+  await gateway.start();
+  const metricsAt = o.metrics ? parseHostPort(o.metrics, "--metrics") : undefined;
+  const metrics = metricsAt ? await startMetricsServer(gateway.metrics.registry, metricsAt.host, metricsAt.port) : undefined;
+  // One line on stdout with what was bound, for scripts and tests that start us with port 0.
+  process.stdout.write(
+    `${JSON.stringify({ ready: true, peerPort: gateway.peerPort, metricsPort: metrics?.port, listen: Object.fromEntries(gateway.listenPorts()) })}\n`,
+  );
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "draining");
+    void gateway
+      .stop(seconds(o.drainTimeout, "--drain-timeout"))
+      .then(async () => {
+        routes.stop();
+        await metrics?.close();
+        process.exit(0);
+      });
+  };
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  process.once("SIGINT", () => shutdown("SIGINT"));
+  process.on("SIGUSR2", () => process.stderr.write(`${JSON.stringify(gateway.routing(), null, 2)}\n`));
+}
+
+/** Registers `meridian gateway run|init-trust|request|sign`. */
+export function registerGatewayCommands(program: Command): void {
+  const gateway = program.command("gateway").description("the east-west gateway: cross-cluster traffic over mutual TLS");
+
+  gateway
+    .command("run")
+    .description("run a gateway for one cluster (SIGTERM drains: stops accepting, lets connections finish)")
+    .requiredOption("--cluster-id <id>", "this cluster's id (named in its certificate)")
+    .requiredOption("--clusterset <name>", "the clusterset's name (trust domain), e.g. clusterset.local")
+    .requiredOption("--listen-peer <host:port>", "mTLS listener for peer gateways")
+    .option("--listen-local <host>", "address of the per-service local listeners", "0.0.0.0")
+    .requiredOption("--routes <file>", "routing table (JSON, reloaded on change; see docs/gateway.md)")
+    .option("--cert <file>", "certificate (PEM), reloaded when it changes")
+    .option("--key <file>", "private key (PEM)")
+    .option("--ca <file>", "clusterset root(s) (PEM bundle)")
+    .option("--revoked <file>", 'revocations, JSON {"serials": [...], "clusters": [...]}')
+    .option("--trust-dir <dir>", "local mode: ca.crt + ca.key; the gateway makes its key and has its CSR signed")
+    .option("--cert-lifetime <seconds>", "with --trust-dir: certificate lifetime (renewed at 2/3)", "86400")
+    .option("--region <region>", "this cluster's region (locality)")
+    .option("--zone <zone>", "this cluster's zone (locality)")
+    .option("--metrics <host:port>", "serve /metrics, /healthz, /readyz")
+    .option("--max-connections <n>", "proxied connections at once, per direction", "20000")
+    .option("--idle-timeout <seconds>", "close connections idle this long", "3600")
+    .option("--drain-timeout <seconds>", "on SIGTERM, wait this long for connections to finish", "25")
+    .option("--probe-interval <seconds>", "active probe period for peer gateways (jittered ±20%)", "1")
+    .action(run);
+
+  gateway
+    .command("init-trust")
+    .description("create a clusterset root CA (ca.crt, ca.key) in a directory, unless one exists")
+    .requiredOption("--dir <dir>", "where to write it")
+    .requiredOption("--clusterset <name>", "the clusterset's name")
+    .option("--days <n>", "validity", "3650")
+    .action((o: { dir: string; clusterset: string; days: string }) => {
+      const certFile = path.join(o.dir, "ca.crt");
+      if (existsSync(certFile)) {
+        process.stdout.write(`${certFile} exists; keeping it\n`);
+        return;
+      }
+      const root = createTrustRoot(o.clusterset, Number(o.days));
+      writeSecret(path.join(o.dir, "ca.key"), root.privateKeyPem);
+      writeFileSync(certFile, root.certPem);
+      process.stdout.write(`wrote ${certFile} and ca.key\n`);
+    });
+
+  gateway
+    .command("request")
+    .description("make a private key and a CSR here (the key never leaves this machine)")
+    .requiredOption("--cluster-id <id>", "cluster id")
+    .requiredOption("--clusterset <name>", "the clusterset's name")
+    .requiredOption("--out <dir>", "writes tls.key and tls.csr")
+    .action((o: { clusterId: string; clusterset: string; out: string }) => {
+      const req = createGatewayKeyRequest(o.clusterset, o.clusterId);
+      writeSecret(path.join(o.out, "tls.key"), req.privateKeyPem);
+      writeFileSync(path.join(o.out, "tls.csr"), req.csrPem);
+      process.stdout.write(`wrote ${path.join(o.out, "tls.key")} and tls.csr\n`);
+    });
+
+  gateway
+    .command("sign")
+    .description("sign a gateway CSR with the clusterset root; prints the certificate")
+    .requiredOption("--trust-dir <dir>", "holds ca.crt and ca.key")
+    .requiredOption("--csr <file>", "the CSR")
+    .requiredOption("--cluster-id <id>", "the cluster the requester is (names in the CSR must match)")
+    .requiredOption("--clusterset <name>", "the clusterset's name")
+    .option("--lifetime <seconds>", "certificate lifetime", "86400")
+    .action((o: { trustDir: string; csr: string; clusterId: string; clusterset: string; lifetime: string }) => {
+      const root = {
+        certPem: readFileSync(path.join(o.trustDir, "ca.crt"), "utf8"),
+        privateKeyPem: readFileSync(path.join(o.trustDir, "ca.key"), "utf8"),
+      };
+      process.stdout.write(
+        signGatewayRequest(root, readFileSync(o.csr, "utf8"), {
+          clusterset: o.clusterset,
+          clusterId: o.clusterId,
+          lifetimeSeconds: Number(o.lifetime),
+        }),
+      );
+    });
+}
