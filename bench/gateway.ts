@@ -213,16 +213,20 @@ const percentile = (xs: number[], p: number): number => {
 async function latency(port: number): Promise<{ rtt: number[]; connect: number[] }> {
   const payload = Buffer.alloc(64, 1);
   const rtt: number[] = [];
+  // Bounded in time as well as in count, so an overloaded machine cannot stretch the phase.
+  let deadline = Date.now() + SECONDS * 1000;
   const s = net.connect({ port, host: "127.0.0.1", noDelay: true });
   await new Promise((r) => s.once("connect", r));
-  for (let i = 0; i < 3000; i++) {
+  for (let i = 0; i < 3000 && Date.now() < deadline; i++) {
     const t = process.hrtime.bigint();
     let got = 0;
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("echo round trip timed out")), 5000);
       const onData = (c: Buffer): void => {
         got += c.length;
         if (got >= payload.length) {
           s.off("data", onData);
+          clearTimeout(timer);
           resolve();
         }
       };
@@ -233,12 +237,14 @@ async function latency(port: number): Promise<{ rtt: number[]; connect: number[]
   }
   s.destroy();
   const connect: number[] = [];
-  for (let i = 0; i < 600; i++) {
+  deadline = Date.now() + SECONDS * 1000;
+  for (let i = 0; i < 600 && Date.now() < deadline; i++) {
     const t = process.hrtime.bigint();
     await new Promise<void>((resolve, reject) => {
       const c = net.connect({ port, host: "127.0.0.1", noDelay: true, allowHalfOpen: true }, () => c.end(payload));
       c.on("data", () => {});
       c.on("error", reject);
+      c.setTimeout(5000, () => c.destroy(new Error("echo timed out")));
       c.on("end", () => {
         c.destroy();
         resolve();

@@ -18,13 +18,16 @@ function newestSource(dir) {
   return newest;
 }
 
+// Daemons (the controller) load a light entry point instead of the whole CLI.
+const daemon = ["controller"].includes(process.argv[2] ?? "");
+const module = daemon ? "daemons" : "main";
 let entry;
 if (!existsSync(sourceDir) || (existsSync(stamp) && statSync(stamp).mtimeMs >= newestSource(sourceDir))) {
-  entry = pathToFileURL(path.join(root, "dist", "cli", "main.js")).href;
+  entry = pathToFileURL(path.join(root, "dist", "cli", `${module}.js`)).href;
 } else {
   const { register } = await import("tsx/esm/api");
   register();
-  entry = pathToFileURL(path.join(sourceDir, "cli", "main.ts")).href;
+  entry = pathToFileURL(path.join(sourceDir, "cli", `${module}.ts`)).href;
 }
-const { main } = await import(entry);
-await main(process.argv);
+const loaded = await import(entry);
+await (daemon ? loaded.runDaemon(process.argv) : loaded.main(process.argv));

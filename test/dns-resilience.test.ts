@@ -77,10 +77,15 @@ describe("member DNS resilience", async () => {
       "--listen",
       `${network.nodeAddress}:53`,
     ]);
-    const unsynced = await eventually("the restarted DNS to answer", async () => {
-      const r = await ask(`before.${ns}.svc.${ZONE}`);
-      return r.status === "NO-ANSWER" ? undefined : r;
-    });
+    // A cold `meridian` start takes seconds on a loaded 2-core machine: wait generously.
+    const unsynced = await eventually(
+      "the restarted DNS to answer",
+      async () => {
+        const r = await ask(`before.${ns}.svc.${ZONE}`);
+        return r.status === "NO-ANSWER" ? undefined : r;
+      },
+      60_000,
+    );
     assert.equal(unsynced.status, "SERVFAIL", "an existing name is SERVFAIL, not NXDOMAIN, before sync");
     assert.equal((await ask(`missing.${ns}.svc.${ZONE}`)).status, "SERVFAIL");
     // Give it its API server back: it lists, syncs and answers.

@@ -8,7 +8,8 @@ import { describe, test } from "node:test";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { mcsEndpointSlice, serviceImport } from "../src/dns/objects.js";
 import type { SliceEndpoint } from "../src/dns/objects.js";
-import { clusterset, eventually, meridian, testNamespace } from "./harness.js";
+import { inNamespace } from "../src/local/network.js";
+import { clusterset, eventually, meridian, runCommand, testNamespace } from "./harness.js";
 import type { TestClusterset } from "./harness.js";
 
 const ZONE = "clusterset.local";
@@ -21,12 +22,18 @@ interface Dig {
   additional: string[];
 }
 
-/** Runs dig in `member`'s network (resolver from /etc/netns/.../resolv.conf) and parses its output. */
+/**
+ * Runs dig in `member`'s network with the resolver `meridian exec` gives it (`ip netns exec` mounts
+ * /etc/netns/<ns>/resolv.conf), and parses its output. Calls `ip netns exec` directly, as
+ * `meridian exec` does, so that timing assertions measure DNS and not the CLI's start-up; the first
+ * test goes through `meridian exec` itself.
+ */
 async function dig(cs: TestClusterset, member: string, ...args: string[]): Promise<Dig> {
-  const result = await meridian(["exec", member, "--", "dig", "+noshort", "+time=2", "+tries=2", ...args], {
-    stateDir: cs.stateDir,
-    timeoutMs: 20_000,
-  });
+  const nodeNamespace = cs.record.clusters.find((c) => c.name === member)!.network!.nodeNamespace;
+  const result = await runCommand(
+    inNamespace(nodeNamespace, ["dig", "+noshort", "+time=2", "+tries=2", ...args]),
+    { timeoutMs: 20_000 },
+  );
   assert.equal(result.code, 0, `dig ${args.join(" ")} in ${member} failed: ${result.stderr}${result.stdout}`);
   const out = result.stdout;
   const section = (name: string): string[] => {
@@ -70,6 +77,11 @@ describe("clusterset.local DNS in each member", async () => {
   });
 
   test("dns-version TXT and the apex SOA, from the member's resolver", async () => {
+    const viaCli = await meridian(["exec", west, "--", "dig", "+short", `dns-version.${ZONE}`, "TXT"], {
+      stateDir: cs.stateDir,
+      timeoutMs: 30_000,
+    });
+    assert.equal(viaCli.stdout.trim(), '"1.1.0"', `meridian exec west -- dig: ${viaCli.stderr}`);
     const version = await dig(cs, west, `dns-version.${ZONE}`, "TXT");
     assert.deepEqual(version.answer, [`dns-version.${ZONE}. 28800 IN TXT "1.1.0"`]);
     assert.ok(version.flags.includes("aa"));
@@ -169,8 +181,8 @@ describe("clusterset.local DNS in each member", async () => {
       10_000,
     );
     const elapsed = Date.now() - changed;
-    // The answer follows the change within a second of the API server accepting it (the budget
-    // includes running dig through `meridian exec`, about half of it on this machine).
+    // The issue asks for one second; the budget adds the API server's write and the polling interval
+    // on a 2-core machine shared with other test runs.
     assert.ok(elapsed < 3000, `not-ready endpoint left the answer after ${elapsed} ms`);
     assert.equal((await dig(cs, west, name("db", "10-244-1-51.west."), "A")).status, "NXDOMAIN");
   });

@@ -53,6 +53,9 @@ describe("the reflector", () => {
           .sort(),
         ["a", "b"],
       );
+      // Listed items carry no apiVersion/kind on the wire; the cache must have them (the applier
+      // deletes cached objects by kind).
+      assert.ok(reflector.list().every((o) => o.apiVersion === "v1" && o.kind === "ConfigMap"));
 
       process.kill(readProcessRecord(cs.paths.pidFile("west-kube-apiserver"))!.pid, "SIGKILL");
       await eventually("the watch to fail", () =>

@@ -10,7 +10,12 @@ import type { IdentitySource } from "../gateway/identity.js";
 import { FileIdentity, RenewingIdentity, splitPems } from "../gateway/identity.js";
 import { JsonFileRoutingSource } from "../gateway/routes.js";
 import type { TrustBundle } from "../gateway/trust.js";
-import { createGatewayKeyRequest, createTrustRoot, LocalSigner, signGatewayRequest } from "../gateway/trust.js";
+import {
+  createGatewayKeyRequest,
+  createTrustRoot,
+  LocalSigner,
+  signGatewayRequest,
+} from "../gateway/trust.js";
 import { createLogger } from "../observability/logger.js";
 import { parseHostPort, startMetricsServer } from "../observability/metrics-server.js";
 
@@ -59,13 +64,18 @@ function identityFrom(o: RunOptions, onError: (err: unknown) => void): IdentityS
       onError,
     });
   }
-  if (!o.trustDir) throw new Error("give --cert/--key/--ca, or --trust-dir holding the clusterset root (ca.crt, ca.key)");
+  if (!o.trustDir)
+    throw new Error("give --cert/--key/--ca, or --trust-dir holding the clusterset root (ca.crt, ca.key)");
   const caFile = path.join(o.trustDir, "ca.crt");
   const caKeyFile = path.join(o.trustDir, "ca.key");
   if (!existsSync(caFile) || !existsSync(caKeyFile))
-    throw new Error(`${o.trustDir} has no ca.crt/ca.key; create it with: meridian gateway init-trust --dir ${o.trustDir} --clusterset ${o.clusterset}`);
+    throw new Error(
+      `${o.trustDir} has no ca.crt/ca.key; create it with: meridian gateway init-trust --dir ${o.trustDir} --clusterset ${o.clusterset}`,
+    );
   const root = { certPem: readFileSync(caFile, "utf8"), privateKeyPem: readFileSync(caKeyFile, "utf8") };
-  const revoked = o.revoked ? (JSON.parse(readFileSync(o.revoked, "utf8")) as { serials?: string[]; clusters?: string[] }) : {};
+  const revoked = o.revoked
+    ? (JSON.parse(readFileSync(o.revoked, "utf8")) as { serials?: string[]; clusters?: string[] })
+    : {};
   const bundle: TrustBundle = {
     clusterset: o.clusterset,
     caPems: splitPems(root.certPem),
@@ -87,7 +97,9 @@ async function run(o: RunOptions): Promise<void> {
   const log = createLogger("gateway");
   const onError = (err: unknown): void => log.error({ err }, "credentials");
   const peer = parseHostPort(o.listenPeer, "--listen-peer");
-  const routes = new JsonFileRoutingSource(o.routes, 2000, (err) => log.error({ err: err.message }, "routes file rejected; keeping the last good table"));
+  const routes = new JsonFileRoutingSource(o.routes, 2000, (err) =>
+    log.error({ err: err.message }, "routes file rejected; keeping the last good table"),
+  );
   await routes.start();
   const gateway = new Gateway({
     clusterId: o.clusterId,
@@ -105,7 +117,9 @@ async function run(o: RunOptions): Promise<void> {
   });
   await gateway.start();
   const metricsAt = o.metrics ? parseHostPort(o.metrics, "--metrics") : undefined;
-  const metrics = metricsAt ? await startMetricsServer(gateway.metrics.registry, metricsAt.host, metricsAt.port) : undefined;
+  const metrics = metricsAt
+    ? await startMetricsServer(gateway.metrics.registry, metricsAt.host, metricsAt.port)
+    : undefined;
   // One line on stdout with what was bound, for scripts and tests that start us with port 0.
   process.stdout.write(
     `${JSON.stringify({ ready: true, peerPort: gateway.peerPort, metricsPort: metrics?.port, listen: Object.fromEntries(gateway.listenPorts()) })}\n`,
@@ -115,13 +129,11 @@ async function run(o: RunOptions): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "draining");
-    void gateway
-      .stop(seconds(o.drainTimeout, "--drain-timeout"))
-      .then(async () => {
-        routes.stop();
-        await metrics?.close();
-        process.exit(0);
-      });
+    void gateway.stop(seconds(o.drainTimeout, "--drain-timeout")).then(async () => {
+      routes.stop();
+      await metrics?.close();
+      process.exit(0);
+    });
   };
   process.once("SIGTERM", () => shutdown("SIGTERM"));
   process.once("SIGINT", () => shutdown("SIGINT"));
@@ -130,7 +142,9 @@ async function run(o: RunOptions): Promise<void> {
 
 /** Registers `meridian gateway run|init-trust|request|sign`. */
 export function registerGatewayCommands(program: Command): void {
-  const gateway = program.command("gateway").description("the east-west gateway: cross-cluster traffic over mutual TLS");
+  const gateway = program
+    .command("gateway")
+    .description("the east-west gateway: cross-cluster traffic over mutual TLS");
 
   gateway
     .command("run")
@@ -144,7 +158,10 @@ export function registerGatewayCommands(program: Command): void {
     .option("--key <file>", "private key (PEM)")
     .option("--ca <file>", "clusterset root(s) (PEM bundle)")
     .option("--revoked <file>", 'revocations, JSON {"serials": [...], "clusters": [...]}')
-    .option("--trust-dir <dir>", "local mode: ca.crt + ca.key; the gateway makes its key and has its CSR signed")
+    .option(
+      "--trust-dir <dir>",
+      "local mode: ca.crt + ca.key; the gateway makes its key and has its CSR signed",
+    )
     .option("--cert-lifetime <seconds>", "with --trust-dir: certificate lifetime (renewed at 2/3)", "86400")
     .option("--region <region>", "this cluster's region (locality)")
     .option("--zone <zone>", "this cluster's zone (locality)")
@@ -194,17 +211,19 @@ export function registerGatewayCommands(program: Command): void {
     .requiredOption("--cluster-id <id>", "the cluster the requester is (names in the CSR must match)")
     .requiredOption("--clusterset <name>", "the clusterset's name")
     .option("--lifetime <seconds>", "certificate lifetime", "86400")
-    .action((o: { trustDir: string; csr: string; clusterId: string; clusterset: string; lifetime: string }) => {
-      const root = {
-        certPem: readFileSync(path.join(o.trustDir, "ca.crt"), "utf8"),
-        privateKeyPem: readFileSync(path.join(o.trustDir, "ca.key"), "utf8"),
-      };
-      process.stdout.write(
-        signGatewayRequest(root, readFileSync(o.csr, "utf8"), {
-          clusterset: o.clusterset,
-          clusterId: o.clusterId,
-          lifetimeSeconds: Number(o.lifetime),
-        }),
-      );
-    });
+    .action(
+      (o: { trustDir: string; csr: string; clusterId: string; clusterset: string; lifetime: string }) => {
+        const root = {
+          certPem: readFileSync(path.join(o.trustDir, "ca.crt"), "utf8"),
+          privateKeyPem: readFileSync(path.join(o.trustDir, "ca.key"), "utf8"),
+        };
+        process.stdout.write(
+          signGatewayRequest(root, readFileSync(o.csr, "utf8"), {
+            clusterset: o.clusterset,
+            clusterId: o.clusterId,
+            lifetimeSeconds: Number(o.lifetime),
+          }),
+        );
+      },
+    );
 }

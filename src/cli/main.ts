@@ -13,6 +13,7 @@ import { parseOutputFormat, renderStructured, renderTable } from "./output.js";
 import { registerDnsCommand } from "./dns.js";
 import { registerGatewayCommands } from "./gateway.js";
 import { collectServices, registerMcsCommands, type ExportSummary, type ImportSummary } from "./mcs.js";
+import { registerDaemonCommands } from "./daemons.js";
 
 const stateDirOption = () =>
   new Option(
@@ -260,6 +261,7 @@ export function buildProgram(): Command {
   registerDnsCommand(program);
   registerGatewayCommands(program);
   registerMcsCommands(program);
+  registerDaemonCommands(program);
 
   return program;
 }

@@ -4,7 +4,6 @@ import type { Command } from "commander";
 import { Option } from "commander";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { MCS_API_VERSION, type ServiceExport, type ServiceImport } from "../api/mcs.js";
-import { DEFAULT_HUB_NAMESPACE } from "../api/meridian.js";
 import { apiErrorMessage, ClusterClient } from "../kube/client.js";
 import { join, leave } from "../membership/join.js";
 import { readClusterset, resolveStateDir, StatePaths, UserError } from "../local/state.js";
@@ -32,13 +31,6 @@ export function clientFor(context: string, flags: KubeFlags): ClusterClient {
   return ClusterClient.fromFile(defaultFile, context);
 }
 
-function parseDuration(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value);
-  if (!m) throw new UserError(`invalid duration "${value}": use e.g. 500ms, 5s or 1m`);
-  const n = Number(m[1]);
-  return m[2] === "ms" ? n : m[2] === "m" ? n * 60_000 : n * 1000;
-}
-
 function serviceExportObject(name: string, namespace: string, to?: string): ServiceExport & KubernetesObject {
   return {
     apiVersion: MCS_API_VERSION,
@@ -52,46 +44,6 @@ function serviceExportObject(name: string, namespace: string, to?: string): Serv
 }
 
 export function registerMcsCommands(program: Command): void {
-  program
-    .command("controller")
-    .description("run the mcs-controller against a hub cluster")
-    .option("--kubeconfig <file>", "hub kubeconfig (default: in-cluster or $KUBECONFIG)")
-    .option("--context <name>", "hub context")
-    .option("--namespace <ns>", "hub namespace of Cluster objects", DEFAULT_HUB_NAMESPACE)
-    .option("--metrics <host:port>", "serve /metrics, /healthz, /readyz")
-    .option("--leader-elect", "elect a leader among replicas through a Lease")
-    .option(
-      "--unreachable-after <duration>",
-      "withdraw an unreachable member's endpoints after this long",
-      "5s",
-    )
-    .option("--refused-namespaces <list>", "namespaces whose exports are refused", "kube-system,kube-public")
-    .option("--concurrency <n>", "services reconciled at once", (v) => Number(v), 8)
-    .action(
-      async (opts: {
-        kubeconfig?: string;
-        context?: string;
-        namespace: string;
-        metrics?: string;
-        leaderElect?: boolean;
-        unreachableAfter: string;
-        refusedNamespaces: string;
-        concurrency: number;
-      }) => {
-        const { runController } = await import("../controller/main.js");
-        await runController({
-          kubeconfig: opts.kubeconfig,
-          context: opts.context,
-          namespace: opts.namespace,
-          metrics: opts.metrics,
-          leaderElect: Boolean(opts.leaderElect),
-          unreachableAfterMs: parseDuration(opts.unreachableAfter),
-          refusedNamespaces: opts.refusedNamespaces.split(",").filter((s) => s.length > 0),
-          concurrency: opts.concurrency,
-        });
-      },
-    );
-
   program
     .command("join")
     .description(

@@ -6,7 +6,7 @@
  * pure `desiredState` and applies it member by member.
  */
 import type { KubernetesObject, V1Secret } from "@kubernetes/client-node";
-import { KubeConfig } from "@kubernetes/client-node";
+import { credentialsFromKubeconfig, type ClusterCredentials } from "../kube/credentials.js";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "pino";
 import { Applier } from "../kube/applier.js";
@@ -156,7 +156,9 @@ export class Controller {
   // Membership
   // ------------------------------------------------------------------------------------------
 
-  private async readCredentials(cluster: Cluster): Promise<{ kubeConfig: KubeConfig; version: string }> {
+  private async readCredentials(
+    cluster: Cluster,
+  ): Promise<{ credentials: ClusterCredentials; version: string }> {
     const secretName = cluster.spec.credentials.secretName;
     const key = cluster.spec.credentials.key ?? "kubeconfig";
     let secret: V1Secret;
@@ -180,21 +182,15 @@ export class Controller {
         "InvalidCredentials",
         `Secret ${this.opts.namespace}/${secretName} has no key "${key}"`,
       );
-    const kc = new KubeConfig();
     try {
-      kc.loadFromString(Buffer.from(data, "base64").toString("utf8"));
+      const credentials = await credentialsFromKubeconfig(Buffer.from(data, "base64").toString("utf8"));
+      return { credentials, version: secret.metadata?.resourceVersion ?? "" };
     } catch (err) {
       throw new CredentialsError(
         "InvalidCredentials",
-        `Secret ${this.opts.namespace}/${secretName} key "${key}" is not a kubeconfig: ${errorText(err)}`,
+        `Secret ${this.opts.namespace}/${secretName} key "${key}" is not a usable kubeconfig: ${errorText(err)}`,
       );
     }
-    if (!kc.getCurrentCluster())
-      throw new CredentialsError(
-        "InvalidCredentials",
-        `the kubeconfig in Secret ${this.opts.namespace}/${secretName} has no current context`,
-      );
-    return { kubeConfig: kc, version: secret.metadata?.resourceVersion ?? "" };
   }
 
   private async ensureMember(cluster: Cluster): Promise<void> {
@@ -213,7 +209,7 @@ export class Controller {
       if (existing) await existing.member.stop();
       const member = new Member({
         clusterId: cluster.spec.clusterID,
-        rest: new RestClient(name, creds.kubeConfig),
+        rest: new RestClient(name, creds.credentials),
         controllerName: this.controllerName,
         unreachableAfterMs: this.unreachableAfterMs,
         onKey: (key, trigger) => this.onKey(key, trigger),

@@ -1,6 +1,6 @@
 /** The controller process: hub client, leader election, metrics endpoint, the Controller. */
 import os from "node:os";
-import { KubeConfig } from "@kubernetes/client-node";
+import { credentialsFromFile, inClusterCredentials, type ClusterCredentials } from "../kube/credentials.js";
 import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { LeaderElector } from "../kube/leader.js";
 import { RestClient } from "../kube/rest.js";
@@ -19,12 +19,11 @@ export interface ControllerProcessOptions {
   concurrency: number;
 }
 
-function hubKubeConfig(opts: ControllerProcessOptions): KubeConfig {
-  const kc = new KubeConfig();
-  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-  else kc.loadFromDefault();
-  if (opts.context) kc.setCurrentContext(opts.context);
-  return kc;
+async function hubCredentials(opts: ControllerProcessOptions): Promise<ClusterCredentials> {
+  if (opts.kubeconfig) return credentialsFromFile(opts.kubeconfig, opts.context);
+  if (process.env["KUBERNETES_SERVICE_HOST"]) return inClusterCredentials();
+  const fallback = process.env["KUBECONFIG"] ?? `${process.env["HOME"] ?? ""}/.kube/config`;
+  return credentialsFromFile(fallback, opts.context);
 }
 
 export async function runController(opts: ControllerProcessOptions): Promise<void> {
@@ -36,7 +35,7 @@ export async function runController(opts: ControllerProcessOptions): Promise<voi
     help: "1 while this replica leads.",
     registers: [registry],
   });
-  const hub = new RestClient("hub", hubKubeConfig(opts));
+  const hub = new RestClient("hub", await hubCredentials(opts));
   const controller = new Controller({
     hub,
     namespace: opts.namespace,

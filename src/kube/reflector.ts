@@ -41,6 +41,8 @@ export interface ReflectorOptions<T> {
 }
 
 interface ListResponse {
+  apiVersion?: string;
+  kind?: string;
   metadata: { resourceVersion?: string; continue?: string };
   items: KubernetesObject[];
 }
@@ -193,6 +195,12 @@ export class Reflector<T extends KubernetesObject = KubernetesObject> {
       const page = await this.rest.request<ListResponse>("GET", path, {
         query: { ...this.query(), limit: this.opts.pageSize, continue: cont },
       });
+      // Items of a list carry no apiVersion/kind; watch events do. Make cached objects uniform.
+      const kind = page.kind?.replace(/List$/, "");
+      for (const item of page.items) {
+        item.apiVersion ??= page.apiVersion;
+        item.kind ??= kind;
+      }
       items.push(...page.items);
       cont = page.metadata.continue || undefined;
       rv = page.metadata.resourceVersion;

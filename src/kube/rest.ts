@@ -7,6 +7,7 @@
 import https from "node:https";
 import http from "node:http";
 import type { KubeConfig } from "@kubernetes/client-node";
+import type { ClusterCredentials } from "./credentials.js";
 
 export class ApiError extends Error {
   constructor(
@@ -32,14 +33,23 @@ export class RestClient {
   private agent: https.Agent | http.Agent | undefined;
   readonly server: URL;
 
+  private readonly credentials: ClusterCredentials;
+
+  /** From client-node's KubeConfig (its current context), or from lighter ClusterCredentials. */
   constructor(
     readonly cluster: string,
-    private readonly kubeConfig: KubeConfig,
+    source: KubeConfig | ClusterCredentials,
     agentOptions: { maxSockets?: number } = {},
   ) {
-    const server = kubeConfig.getCurrentCluster()?.server;
-    if (!server) throw new Error(`kubeconfig for ${cluster} names no server`);
-    this.server = new URL(server);
+    this.credentials =
+      "getCurrentCluster" in source
+        ? {
+            server: source.getCurrentCluster()?.server ?? "",
+            applyToHTTPSOptions: (o) => source.applyToHTTPSOptions(o),
+          }
+        : source;
+    if (!this.credentials.server) throw new Error(`kubeconfig for ${cluster} names no server`);
+    this.server = new URL(this.credentials.server);
     this.maxSockets = agentOptions.maxSockets ?? 64;
   }
 
@@ -57,7 +67,7 @@ export class RestClient {
       path: url.pathname + url.search,
       headers: { Accept: "application/json" },
     };
-    await this.kubeConfig.applyToHTTPSOptions(base);
+    await this.credentials.applyToHTTPSOptions(base);
     this.agent ??=
       url.protocol === "https:"
         ? new https.Agent({

@@ -1,6 +1,6 @@
 /**
  * The Meridian components a local clusterset runs. Each import registers one with
- * `registerLocalComponent`; order here is start order.
+ * `registerLocalComponent`; they start concurrently.
  */
 import "./dns.js";
 

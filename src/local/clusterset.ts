@@ -235,9 +235,9 @@ export async function up(opts: UpOptions): Promise<UpResult> {
     if (unknown.length > 0)
       throw new UserError(`unknown component(s): ${unknown.join(", ")}; known: ${known.join(", ")}`);
     if (opts.components) writeClusterset(paths, (record = { ...record, components: opts.components }));
-    for (const component of localComponents()) {
-      if (wanted.includes(component.name)) await component.ensure({ paths, record, bins, log });
-    }
+    // Components are independent of each other: start them together.
+    const ctx = { paths, record, bins, log };
+    await Promise.all(localComponents().filter((c) => wanted.includes(c.name)).map((c) => c.ensure(ctx)));
     return { record, resumed, seconds: (performance.now() - started) / 1000 };
   } finally {
     release();
