@@ -13,7 +13,8 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import type { KubernetesObject, V1EndpointSlice } from "@kubernetes/client-node";
 import { MCS_API_VERSION, type ServiceImport } from "../src/api/mcs.js";
-import { ClusterClient, MERGE_PATCH } from "../src/kube/client.js";
+import { ClusterClient } from "../src/kube/client.js";
+import { createStaticPod } from "../src/local/pods.js";
 import { Reflector } from "../src/kube/reflector.js";
 import { Resources, RestClient } from "../src/kube/rest.js";
 import { down, up } from "../src/local/clusterset.js";
@@ -89,43 +90,20 @@ try {
     const ip = `10.${200 + Math.floor(n / 65536)}.${Math.floor(n / 256) % 256}.${n % 256}`;
     const c = clients.get(member)!;
     const name = `${app}-${n}`;
-    await c.core.createNamespacedPod({
-      namespace: NS,
-      body: {
-        metadata: { name, labels: { app } },
-        spec: { nodeName: `${member}-node`, containers: [{ name: "c", image: "x" }] },
-      },
-    });
-    await c.core.patchNamespacedPodStatus(
-      {
-        name,
-        namespace: NS,
-        body: {
-          status: {
-            phase: "Running",
-            podIP: ip,
-            podIPs: [{ ip }],
-            conditions: [{ type: "Ready", status: "True" }],
-          },
-        },
-      },
-      MERGE_PATCH,
-    );
+    await createStaticPod(c, { namespace: NS, name, labels: { app }, nodeName: `${member}-node`, ip });
     return ip;
   };
   log(`creating ${SERVICES} services with one ready pod per exporter`);
   const podIPs = new Map<string, string[]>();
   await pool(services, 32, async (s) => {
     for (const m of s.exporters) {
-      await clients
-        .get(m)!
-        .core.createNamespacedService({
-          namespace: NS,
-          body: {
-            metadata: { name: s.name },
-            spec: { selector: { app: s.name }, ports: [{ name: "http", port: 80 }] },
-          },
-        });
+      await clients.get(m)!.core.createNamespacedService({
+        namespace: NS,
+        body: {
+          metadata: { name: s.name },
+          spec: { selector: { app: s.name }, ports: [{ name: "http", port: 80 }] },
+        },
+      });
       const ip = await createPod(m, s.name);
       podIPs.set(`${m}/${s.name}`, [ip]);
     }
@@ -186,13 +164,11 @@ try {
       exportedAt.set(s.name, performance.now());
       await Promise.all(
         s.exporters.map((m) =>
-          clients
-            .get(m)!
-            .apply({
-              apiVersion: MCS_API_VERSION,
-              kind: "ServiceExport",
-              metadata: { name: s.name, namespace: NS },
-            } as KubernetesObject),
+          clients.get(m)!.apply({
+            apiVersion: MCS_API_VERSION,
+            kind: "ServiceExport",
+            metadata: { name: s.name, namespace: NS },
+          }),
         ),
       );
       for (const m of members) check(m, s.name);

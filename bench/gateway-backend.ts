@@ -8,7 +8,11 @@ import net from "node:net";
 const RESPONSE = Buffer.from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
 
 function listen(server: net.Server): Promise<number> {
-  return new Promise((resolve) => server.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, () => resolve((server.address() as net.AddressInfo).port)));
+  return new Promise((resolve) =>
+    server.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, () =>
+      resolve((server.address() as net.AddressInfo).port),
+    ),
+  );
 }
 
 const echo = net.createServer({ allowHalfOpen: true }, (s) => {

@@ -24,7 +24,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "../src/gateway/trust.js";
 
-const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, idle: { type: "string", default: "5000" } } });
+const { values } = parseArgs({
+  options: { seconds: { type: "string", default: "5" }, idle: { type: "string", default: "5000" } },
+});
 const SECONDS = Number(values.seconds);
 const IDLE = Number(values.idle);
 const CLUSTERSET = "bench.meridian";
@@ -45,7 +47,10 @@ function ensureTools(): void {
   const missing = ["haproxy", "wrk", "iperf3"].filter((t) => !have(t));
   if (missing.length === 0) return;
   process.stderr.write(`installing ${missing.join(", ")} with apt-get\n`);
-  execFileSync("apt-get", ["install", "-y", "--no-install-recommends", ...missing], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  execFileSync("apt-get", ["install", "-y", "--no-install-recommends", ...missing], {
+    stdio: "inherit",
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  });
 }
 
 async function freePort(): Promise<number> {
@@ -58,7 +63,7 @@ async function freePort(): Promise<number> {
 
 function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
-  child.stderr!.on("data", (d: Buffer) => {
+  child.stderr.on("data", (d: Buffer) => {
     const text = d.toString();
     if (/error|fatal|alert/i.test(text)) process.stderr.write(`[${path.basename(cmd)}] ${text}`);
   });
@@ -103,8 +108,16 @@ function rssKiB(pid: number): number {
 const root = createTrustRoot(CLUSTERSET);
 function issue(clusterId: string): { cert: string; key: string; pem: string } {
   const req = createGatewayKeyRequest(CLUSTERSET, clusterId);
-  const certPem = signGatewayRequest(root, req.csrPem, { clusterset: CLUSTERSET, clusterId, lifetimeSeconds: 86_400 });
-  const files = { cert: path.join(dir, `${clusterId}.crt`), key: path.join(dir, `${clusterId}.key`), pem: path.join(dir, `${clusterId}.pem`) };
+  const certPem = signGatewayRequest(root, req.csrPem, {
+    clusterset: CLUSTERSET,
+    clusterId,
+    lifetimeSeconds: 86_400,
+  });
+  const files = {
+    cert: path.join(dir, `${clusterId}.crt`),
+    key: path.join(dir, `${clusterId}.key`),
+    pem: path.join(dir, `${clusterId}.pem`),
+  };
   writeFileSync(files.cert, certPem);
   writeFileSync(files.key, req.privateKeyPem, { mode: 0o600 });
   writeFileSync(files.pem, certPem + req.privateKeyPem, { mode: 0o600 });
@@ -131,11 +144,20 @@ async function startMeridian(backends: Services): Promise<Entry> {
   const bRoutes = {
     peers: [],
     imports: [],
-    exports: names.map((n) => ({ service: `bench/${n}`, port: 80, endpoints: [{ address: "127.0.0.1", port: backends[n] }] })),
+    exports: names.map((n) => ({
+      service: `bench/${n}`,
+      port: 80,
+      endpoints: [{ address: "127.0.0.1", port: backends[n] }],
+    })),
   };
   const aRoutes = {
     peers: [{ clusterId: "east", host: "127.0.0.1", port: peerPort }],
-    imports: names.map((n) => ({ service: `bench/${n}`, port: 80, listenPort: local[n], clusters: [{ clusterId: "east", readyEndpoints: 1 }] })),
+    imports: names.map((n) => ({
+      service: `bench/${n}`,
+      port: 80,
+      listenPort: local[n],
+      clusters: [{ clusterId: "east", readyEndpoints: 1 }],
+    })),
     exports: [],
   };
   writeFileSync(path.join(dir, "b-routes.json"), JSON.stringify(bRoutes));
@@ -145,7 +167,7 @@ async function startMeridian(backends: Services): Promise<Entry> {
       process.execPath,
       [path.join(repo, "bin/meridian.js"), "gateway", "run", "--cluster-id", id, "--clusterset", CLUSTERSET,
         "--listen-peer", listenPeer, "--listen-local", "127.0.0.1", "--routes", routes,
-        "--cert", files.cert, "--key", files.key, "--ca", caFile],
+        "--cert", files.cert, "--key", files.key, "--ca", caFile, "--drain-timeout", "2"],
       { MERIDIAN_LOG_LEVEL: "warn" },
     ); // prettier-ignore
   const b = run("east", east, path.join(dir, "b-routes.json"), `127.0.0.1:${peerPort}`);
@@ -189,16 +211,23 @@ async function startHaproxy(backends: Services): Promise<Entry> {
 }
 
 function throughput(port: number): number {
-  const out = execFileSync("iperf3", ["-c", "127.0.0.1", "-p", String(port), "-t", String(SECONDS), "-J"], { encoding: "utf8", timeout: (SECONDS + 20) * 1000 });
+  const out = execFileSync("iperf3", ["-c", "127.0.0.1", "-p", String(port), "-t", String(SECONDS), "-J"], {
+    encoding: "utf8",
+    timeout: (SECONDS + 20) * 1000,
+  });
   const json = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
   return json.end.sum_received.bits_per_second / 8 / 1e6; // MB/s
 }
 
 function connectionsPerSecond(port: number): { rate: number; errors: string } {
-  const out = execFileSync("wrk", ["-t2", "-c32", `-d${SECONDS}s`, "-H", "Connection: close", `http://127.0.0.1:${port}/`], {
-    encoding: "utf8",
-    timeout: (SECONDS + 20) * 1000,
-  });
+  const out = execFileSync(
+    "wrk",
+    ["-t2", "-c32", `-d${SECONDS}s`, "-H", "Connection: close", `http://127.0.0.1:${port}/`],
+    {
+      encoding: "utf8",
+      timeout: (SECONDS + 20) * 1000,
+    },
+  );
   const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
   const errors = /Socket errors:[^\n]*/.exec(out)?.[0] ?? "none";
   return { rate, errors };
@@ -241,7 +270,9 @@ async function latency(port: number): Promise<{ rtt: number[]; connect: number[]
   for (let i = 0; i < 600 && Date.now() < deadline; i++) {
     const t = process.hrtime.bigint();
     await new Promise<void>((resolve, reject) => {
-      const c = net.connect({ port, host: "127.0.0.1", noDelay: true, allowHalfOpen: true }, () => c.end(payload));
+      const c = net.connect({ port, host: "127.0.0.1", noDelay: true, allowHalfOpen: true }, () =>
+        c.end(payload),
+      );
       c.on("data", () => {});
       c.on("error", reject);
       c.setTimeout(5000, () => c.destroy(new Error("echo timed out")));
@@ -256,23 +287,28 @@ async function latency(port: number): Promise<{ rtt: number[]; connect: number[]
 }
 
 /** RSS growth of the proxies while `IDLE` connections sit open, scaled to 10k connections. */
-async function idleMemory(port: number, pids: number[]): Promise<{ perTenThousandMiB: number; opened: number }> {
+async function idleMemory(
+  port: number,
+  pids: number[],
+): Promise<{ perTenThousandMiB: number; opened: number }> {
   const sum = (): number => pids.reduce((s, p) => s + rssKiB(p), 0);
   const before = sum();
   const sockets: net.Socket[] = [];
   let opened = 0;
   for (let i = 0; i < IDLE; i += 250) {
     await Promise.all(
-      Array.from({ length: Math.min(250, IDLE - i) }, () =>
-        new Promise<void>((resolve) => {
-          const s = net.connect({ port, host: "127.0.0.1" }, () => s.write("x"));
-          s.once("data", () => {
-            opened++;
-            resolve();
-          });
-          s.on("error", () => resolve());
-          sockets.push(s);
-        }),
+      Array.from(
+        { length: Math.min(250, IDLE - i) },
+        () =>
+          new Promise<void>((resolve) => {
+            const s = net.connect({ port, host: "127.0.0.1" }, () => s.write("x"));
+            s.once("data", () => {
+              opened++;
+              resolve();
+            });
+            s.on("error", () => resolve());
+            sockets.push(s);
+          }),
       ),
     );
   }
@@ -297,13 +333,19 @@ async function measure(name: string, entry: Entry | Services, pids: number[]) {
     wrkSocketErrors: conns.errors,
     rttMs: { p50: percentile(lat.rtt, 50), p99: percentile(lat.rtt, 99) },
     connectMs: { p50: percentile(lat.connect, 50), p99: percentile(lat.connect, 99) },
-    ...(mem ? { idleMemoryMiBPer10k: Math.round(mem.perTenThousandMiB), idleConnectionsOpened: mem.opened } : {}),
+    ...(mem
+      ? { idleMemoryMiBPer10k: Math.round(mem.perTenThousandMiB), idleConnectionsOpened: mem.opened }
+      : {}),
   };
 }
 
 try {
   ensureTools();
-  const backendProc = start(process.execPath, ["--import", "tsx", path.join(repo, "bench/gateway-backend.ts")]);
+  const backendProc = start(process.execPath, [
+    "--import",
+    "tsx",
+    path.join(repo, "bench/gateway-backend.ts"),
+  ]);
   const ports = JSON.parse(await firstLine(backendProc)) as { echo: number; http: number };
   const iperfPort = await freePort();
   start("iperf3", ["-s", "-p", String(iperfPort)]);
@@ -318,12 +360,18 @@ try {
   const haproxyEntry = await startHaproxy(backends);
   const haproxy = await measure("haproxy", haproxyEntry, haproxyEntry.pids);
 
-  const added = (m: typeof meridian, k: "rttMs" | "connectMs", p: "p50" | "p99"): number => +(m[k][p] - direct[k][p]).toFixed(3);
+  const added = (m: typeof meridian, k: "rttMs" | "connectMs", p: "p50" | "p99"): number =>
+    +(m[k][p] - direct[k][p]).toFixed(3);
   const result = {
     benchmark: "gateway",
     date: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
-    topology: "client → A → mTLS (TLS 1.3, ECDSA P-256, client certs verified) → B → backend; all on 127.0.0.1",
+    machine: {
+      cpus: os.cpus().length,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+    },
+    topology:
+      "client → A → mTLS (TLS 1.3, ECDSA P-256, client certs verified) → B → backend; all on 127.0.0.1",
     peer: execFileSync("haproxy", ["-v"], { encoding: "utf8" }).split("\n")[0],
     secondsPerPhase: SECONDS,
     idleConnections: IDLE,
@@ -331,8 +379,18 @@ try {
     meridian,
     haproxy,
     addedLatencyMs: {
-      meridian: { rttP50: added(meridian, "rttMs", "p50"), rttP99: added(meridian, "rttMs", "p99"), connectP50: added(meridian, "connectMs", "p50"), connectP99: added(meridian, "connectMs", "p99") },
-      haproxy: { rttP50: added(haproxy, "rttMs", "p50"), rttP99: added(haproxy, "rttMs", "p99"), connectP50: added(haproxy, "connectMs", "p50"), connectP99: added(haproxy, "connectMs", "p99") },
+      meridian: {
+        rttP50: added(meridian, "rttMs", "p50"),
+        rttP99: added(meridian, "rttMs", "p99"),
+        connectP50: added(meridian, "connectMs", "p50"),
+        connectP99: added(meridian, "connectMs", "p99"),
+      },
+      haproxy: {
+        rttP50: added(haproxy, "rttMs", "p50"),
+        rttP99: added(haproxy, "rttMs", "p99"),
+        connectP50: added(haproxy, "connectMs", "p50"),
+        connectP99: added(haproxy, "connectMs", "p99"),
+      },
     },
     ratios: {
       throughput: +(meridian.throughputMBps / haproxy.throughputMBps).toFixed(2),
@@ -343,17 +401,48 @@ try {
     },
   };
   writeFileSync(path.join(repo, "bench/results/gateway.json"), `${JSON.stringify(result, null, 2)}\n`);
-  const row = (label: string, m: string, h: string, r: string, goal: string): string => `| ${label} | ${m} | ${h} | ${r} | ${goal} |`;
+  const row = (label: string, m: string, h: string, r: string, goal: string): string =>
+    `| ${label} | ${m} | ${h} | ${r} | ${goal} |`;
   const f = (n: number): string => n.toFixed(3);
   process.stdout.write(
     [
       "| gateway pair, loopback, 2 cores | Meridian | HAProxy 2.6 | ratio | goal |",
       "|---|---|---|---|---|",
-      row("bulk throughput (iperf3, 1 stream)", `${meridian.throughputMBps} MB/s`, `${haproxy.throughputMBps} MB/s`, `${result.ratios.throughput}×`, "≥ 1.0×"),
-      row("new connections/s (wrk, Connection: close)", `${meridian.connectionsPerSecond}`, `${haproxy.connectionsPerSecond}`, `${result.ratios.connectionsPerSecond}×`, "≥ 2×"),
-      row("added latency, 64 B round trip p50 / p99", `${f(result.addedLatencyMs.meridian.rttP50)} / ${f(result.addedLatencyMs.meridian.rttP99)} ms`, `${f(result.addedLatencyMs.haproxy.rttP50)} / ${f(result.addedLatencyMs.haproxy.rttP99)} ms`, `p99 ${result.ratios.rttP99}×`, "p99 ≤ 1×"),
-      row("added latency, connect+echo+close p50 / p99", `${f(result.addedLatencyMs.meridian.connectP50)} / ${f(result.addedLatencyMs.meridian.connectP99)} ms`, `${f(result.addedLatencyMs.haproxy.connectP50)} / ${f(result.addedLatencyMs.haproxy.connectP99)} ms`, `p99 ${result.ratios.connectP99}×`, ""),
-      row(`memory per 10k idle connections (${IDLE} opened, both proxies)`, `${meridian.idleMemoryMiBPer10k} MiB`, `${haproxy.idleMemoryMiBPer10k} MiB`, `${result.ratios.idleMemory}×`, ""),
+      row(
+        "bulk throughput (iperf3, 1 stream)",
+        `${meridian.throughputMBps} MB/s`,
+        `${haproxy.throughputMBps} MB/s`,
+        `${result.ratios.throughput}×`,
+        "≥ 1.0×",
+      ),
+      row(
+        "new connections/s (wrk, Connection: close)",
+        `${meridian.connectionsPerSecond}`,
+        `${haproxy.connectionsPerSecond}`,
+        `${result.ratios.connectionsPerSecond}×`,
+        "≥ 2×",
+      ),
+      row(
+        "added latency, 64 B round trip p50 / p99",
+        `${f(result.addedLatencyMs.meridian.rttP50)} / ${f(result.addedLatencyMs.meridian.rttP99)} ms`,
+        `${f(result.addedLatencyMs.haproxy.rttP50)} / ${f(result.addedLatencyMs.haproxy.rttP99)} ms`,
+        `p99 ${result.ratios.rttP99}×`,
+        "p99 ≤ 1×",
+      ),
+      row(
+        "added latency, connect+echo+close p50 / p99",
+        `${f(result.addedLatencyMs.meridian.connectP50)} / ${f(result.addedLatencyMs.meridian.connectP99)} ms`,
+        `${f(result.addedLatencyMs.haproxy.connectP50)} / ${f(result.addedLatencyMs.haproxy.connectP99)} ms`,
+        `p99 ${result.ratios.connectP99}×`,
+        "",
+      ),
+      row(
+        `memory per 10k idle connections (${IDLE} opened, both proxies)`,
+        `${meridian.idleMemoryMiBPer10k} MiB`,
+        `${haproxy.idleMemoryMiBPer10k} MiB`,
+        `${result.ratios.idleMemory}×`,
+        "",
+      ),
       `direct (no proxy): ${direct.throughputMBps} MB/s, ${direct.connectionsPerSecond} conn/s, RTT p50/p99 ${f(direct.rttMs.p50)}/${f(direct.rttMs.p99)} ms`,
       "",
     ].join("\n"),

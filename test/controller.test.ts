@@ -15,6 +15,7 @@ import {
   uniqueName,
   type TestClusterset,
 } from "./harness.js";
+import { createStaticPod } from "../src/local/pods.js";
 
 const cs: TestClusterset = await clusterset();
 const MEMBERS = ["west", "east", "north"];
@@ -53,33 +54,15 @@ async function createPod(
   const name = `${app}-${++podCounter}-${uniqueName("p")}`;
   const index = cs.members.indexOf(cluster) + 1;
   const ip = `10.244.${index}.${100 + (podCounter % 150)}`;
-  await client.core.createNamespacedPod({
+  await createStaticPod(client, {
     namespace,
-    body: {
-      metadata: { name, labels: { app } },
-      spec: {
-        nodeName: `${cluster}-node`,
-        hostname,
-        subdomain: hostname ? app : undefined,
-        containers: [{ name: "c", image: "x" }],
-      },
-    },
+    name,
+    labels: { app },
+    nodeName: `${cluster}-node`,
+    ip,
+    ready,
+    hostname,
   });
-  await client.core.patchNamespacedPodStatus(
-    {
-      name,
-      namespace,
-      body: {
-        status: {
-          phase: "Running",
-          podIP: ip,
-          podIPs: [{ ip }],
-          conditions: [{ type: "Ready", status: ready ? "True" : "False" }],
-        },
-      },
-    },
-    (await import("../src/kube/client.js")).MERGE_PATCH,
-  );
   return ip;
 }
 

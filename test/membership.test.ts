@@ -7,7 +7,7 @@ import { describe, it } from "node:test";
 import type { KubernetesObject, V1EndpointSlice } from "@kubernetes/client-node";
 import { CLUSTER_ID_PROPERTY, CLUSTERSET_PROPERTY, MCS_API_VERSION } from "../src/api/mcs.js";
 import { CLUSTER_API_VERSION, type Cluster } from "../src/api/meridian.js";
-import { MERGE_PATCH } from "../src/kube/client.js";
+import { createStaticPod } from "../src/local/pods.js";
 import { readProcessRecord } from "../src/local/processes.js";
 import { clusterset, eventually, meridian, testNamespace, type TestClusterset } from "./harness.js";
 
@@ -20,28 +20,13 @@ async function exportedService(ns: string, cluster: string, name: string, ip: st
     body: { metadata: { name }, spec: { selector: { app: name }, ports: [{ port: 80 }] } },
   });
   const pod = `${name}-${cluster}`;
-  await c.core.createNamespacedPod({
+  await createStaticPod(c, {
     namespace: ns,
-    body: {
-      metadata: { name: pod, labels: { app: name } },
-      spec: { nodeName: `${cluster}-node`, containers: [{ name: "c", image: "x" }] },
-    },
+    name: pod,
+    labels: { app: name },
+    nodeName: `${cluster}-node`,
+    ip,
   });
-  await c.core.patchNamespacedPodStatus(
-    {
-      name: pod,
-      namespace: ns,
-      body: {
-        status: {
-          phase: "Running",
-          podIP: ip,
-          podIPs: [{ ip }],
-          conditions: [{ type: "Ready", status: "True" }],
-        },
-      },
-    },
-    MERGE_PATCH,
-  );
   await c.apply({
     apiVersion: MCS_API_VERSION,
     kind: "ServiceExport",

@@ -469,3 +469,48 @@ export function execInMember(stateDir: string, clusterName: string, command: str
     child.once("error", () => resolve(127));
   });
 }
+
+export interface StaticPodSpec {
+  namespace: string;
+  name: string;
+  labels: Record<string, string>;
+  /** The Node the Pod is bound to (must exist: the endpointslice controller skips others). */
+  nodeName: string;
+  ip: string;
+  ready?: boolean;
+  hostname?: string;
+}
+
+/**
+ * A Pod with no process behind it, written as Running (Ready unless `ready: false`) with `ip`:
+ * what the endpointslice controller needs to publish an endpoint. For tests and benchmarks of the
+ * control plane, where thousands of real processes would measure the machine, not Meridian.
+ */
+export async function createStaticPod(client: ClusterClient, spec: StaticPodSpec): Promise<void> {
+  await client.core.createNamespacedPod({
+    namespace: spec.namespace,
+    body: {
+      metadata: { name: spec.name, labels: spec.labels },
+      spec: {
+        nodeName: spec.nodeName,
+        ...(spec.hostname ? { hostname: spec.hostname, subdomain: Object.values(spec.labels)[0] } : {}),
+        containers: [{ name: "main", image: "meridian.local/static" }],
+      },
+    },
+  });
+  await client.core.patchNamespacedPodStatus(
+    {
+      name: spec.name,
+      namespace: spec.namespace,
+      body: {
+        status: {
+          phase: "Running",
+          podIP: spec.ip,
+          podIPs: [{ ip: spec.ip }],
+          conditions: [{ type: "Ready", status: spec.ready === false ? "False" : "True" }],
+        },
+      },
+    },
+    MERGE_PATCH,
+  );
+}
