@@ -205,16 +205,20 @@ async function startHaproxy(backends: Services): Promise<Entry> {
   writeFileSync(path.join(dir, "haproxy-a.cfg"), aCfg);
   const pb = start("haproxy", ["-f", path.join(dir, "haproxy-b.cfg"), "-db"]);
   const pa = start("haproxy", ["-f", path.join(dir, "haproxy-a.cfg"), "-db"]);
-  for (const n of names) await waitForPort(a[n]);
-  for (const n of names) await waitForPort(b[n]);
+  // Not the iperf frontends: a probe connection would reach iperf3 and upset it.
+  for (const n of ["http", "echo"] as const) await waitForPort(a[n]);
   return { ...a, pids: [pa.pid!, pb.pid!] };
 }
 
-function throughput(port: number): number {
+/** A fresh one-off iperf3 server per run: a half-open probe connection can kill a long-lived one. */
+async function throughput(port: number): Promise<number> {
+  const server = start("iperf3", ["-s", "-1", "-p", String(iperfPort)]);
+  await sleep(400);
   const out = execFileSync("iperf3", ["-c", "127.0.0.1", "-p", String(port), "-t", String(SECONDS), "-J"], {
     encoding: "utf8",
     timeout: (SECONDS + 20) * 1000,
   });
+  server.kill();
   const json = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
   return json.end.sum_received.bits_per_second / 8 / 1e6; // MB/s
 }
@@ -321,7 +325,7 @@ async function idleMemory(
 
 async function measure(name: string, entry: Entry | Services, pids: number[]) {
   process.stderr.write(`${name}: throughput…\n`);
-  const mbps = throughput(entry.iperf);
+  const mbps = await throughput(entry.iperf);
   process.stderr.write(`${name}: ${mbps.toFixed(0)} MB/s; connections/s…\n`);
   const conns = connectionsPerSecond(entry.http);
   process.stderr.write(`${name}: ${conns.rate.toFixed(0)} conn/s (${conns.errors}); latency…\n`);
@@ -339,6 +343,7 @@ async function measure(name: string, entry: Entry | Services, pids: number[]) {
   };
 }
 
+const iperfPort = await freePort();
 try {
   ensureTools();
   const backendProc = start(process.execPath, [
@@ -347,9 +352,6 @@ try {
     path.join(repo, "bench/gateway-backend.ts"),
   ]);
   const ports = JSON.parse(await firstLine(backendProc)) as { echo: number; http: number };
-  const iperfPort = await freePort();
-  start("iperf3", ["-s", "-p", String(iperfPort)]);
-  await waitForPort(iperfPort);
   const backends: Services = { iperf: iperfPort, http: ports.http, echo: ports.echo };
 
   const direct = await measure("direct", backends, []);

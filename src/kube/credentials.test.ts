@@ -32,9 +32,9 @@ describe("credentialsFromKubeconfig", () => {
   it("uses the current context, with client certificates", async () => {
     const { server, opts } = await apply(kubeconfig);
     assert.equal(server, "https://127.0.0.1:1");
-    assert.equal(String(opts.ca), "CA1");
-    assert.equal(String(opts.cert), "CERT");
-    assert.equal(String(opts.key), "KEY");
+    assert.equal((opts.ca as Buffer).toString(), "CA1");
+    assert.equal((opts.cert as Buffer).toString(), "CERT");
+    assert.equal((opts.key as Buffer).toString(), "KEY");
     assert.equal((opts.headers as Record<string, string>)["Authorization"], undefined);
   });
 

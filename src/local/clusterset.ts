@@ -237,7 +237,11 @@ export async function up(opts: UpOptions): Promise<UpResult> {
     if (opts.components) writeClusterset(paths, (record = { ...record, components: opts.components }));
     // Components are independent of each other: start them together.
     const ctx = { paths, record, bins, log };
-    await Promise.all(localComponents().filter((c) => wanted.includes(c.name)).map((c) => c.ensure(ctx)));
+    await Promise.all(
+      localComponents()
+        .filter((c) => wanted.includes(c.name))
+        .map((c) => c.ensure(ctx)),
+    );
     return { record, resumed, seconds: (performance.now() - started) / 1000 };
   } finally {
     release();

@@ -1,0 +1,157 @@
+/**
+ * Test and benchmark fixtures: a clusterset trust root with per-cluster identities, backends that
+ * behave in known ways, and gateways wired to a static routing table. Loopback only.
+ */
+import { createHash } from "node:crypto";
+import http from "node:http";
+import net from "node:net";
+import { createLogger } from "../observability/logger.js";
+import { Gateway } from "./gateway.js";
+import type { GatewayOptions } from "./gateway.js";
+import { RenewingIdentity } from "./identity.js";
+import type { RoutingTable } from "./routes.js";
+import { StaticRoutingSource } from "./routes.js";
+import type { TrustBundle, TrustRoot } from "./trust.js";
+import { createTrustRoot, LocalSigner } from "./trust.js";
+
+export const CLUSTERSET = "test.meridian";
+
+export interface Clusterset {
+  root: TrustRoot;
+  bundle: TrustBundle;
+  /** Short lifetimes are backdated by only a second, so renewal happens at 2/3 of the lifetime. */
+  identity(clusterId: string, lifetimeSeconds?: number): RenewingIdentity;
+}
+
+export function makeClusterset(name = CLUSTERSET): Clusterset {
+  const root = createTrustRoot(name);
+  const bundle: TrustBundle = { clusterset: name, caPems: [root.certPem] };
+  return {
+    root,
+    bundle,
+    identity: (clusterId, lifetimeSeconds = 3600) =>
+      new RenewingIdentity({
+        clusterset: name,
+        clusterId,
+        signer: new LocalSigner(root, name, lifetimeSeconds, Date.now, lifetimeSeconds < 600 ? 1 : 60),
+        bundle,
+      }),
+  };
+}
+
+export type BackendKind =
+  /** Echoes every byte; ends when the client ends. */
+  | "echo"
+  /** Reads until the client half-closes, then answers `<count> <sha256>\n` and ends. */
+  | "count"
+  /** Writes its name and ends at once. */
+  | "whoami";
+
+export interface Backend {
+  port: number;
+  name: string;
+  connections: number;
+  close(): Promise<void>;
+}
+
+export async function startBackend(name: string, kind: BackendKind, port = 0): Promise<Backend> {
+  const sockets = new Set<net.Socket>();
+  const backend: Backend = { port: 0, name, connections: 0, close: () => Promise.resolve() };
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    backend.connections++;
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+    s.on("error", () => {});
+    if (kind === "echo") {
+      s.pipe(s);
+    } else if (kind === "count") {
+      let count = 0;
+      const hash = createHash("sha256");
+      s.on("data", (c: Buffer) => {
+        count += c.length;
+        hash.update(c);
+      });
+      s.on("end", () => s.end(`${count} ${hash.digest("hex")}\n`));
+    } else {
+      s.end(`${name}\n`);
+    }
+  });
+  await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+  backend.port = (server.address() as net.AddressInfo).port;
+  backend.close = () =>
+    new Promise<void>((r) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => r());
+    });
+  return backend;
+}
+
+/** An HTTP backend answering `{"cluster": name}` (for curl). */
+export async function startHttpBackend(name: string): Promise<Backend> {
+  const backend: Backend = { port: 0, name, connections: 0, close: () => Promise.resolve() };
+  const server = http.createServer((req, res) => {
+    backend.connections++;
+    res.setHeader("content-type", "application/json");
+    res.end(JSON.stringify({ cluster: name, path: req.url }) + "\n");
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  backend.port = (server.address() as net.AddressInfo).port;
+  backend.close = () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    });
+  return backend;
+}
+
+export interface TestGateway {
+  gateway: Gateway;
+  routes: StaticRoutingSource;
+  /** Local port of an imported `namespace/name:port`. */
+  port(key: string): number;
+}
+
+export async function startGateway(
+  clusterset: Clusterset,
+  clusterId: string,
+  table: RoutingTable,
+  options: Partial<GatewayOptions> = {},
+): Promise<TestGateway> {
+  const routes = new StaticRoutingSource(table);
+  const gateway = new Gateway({
+    clusterId,
+    identity: options.identity ?? clusterset.identity(clusterId),
+    routes,
+    peerListen: { host: "127.0.0.1", port: 0 },
+    localListenHost: "127.0.0.1",
+    logger: createLogger(`gateway-${clusterId}`, process.env["MERIDIAN_TEST_LOG_LEVEL"] ?? "silent"),
+    probe: { intervalMs: 200, timeoutMs: 500, unhealthyAfter: 2 },
+    ...options,
+  });
+  await gateway.start();
+  return {
+    gateway,
+    routes,
+    port: (key) => {
+      const p = gateway.listenPorts().get(key);
+      if (p === undefined) throw new Error(`no listener for ${key}`);
+      return p;
+    },
+  };
+}
+
+/** Connects, writes `payload`, half-closes, and returns everything the other side sent. */
+export function exchange(port: number, payload: Buffer | string = "", host = "127.0.0.1"): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host, allowHalfOpen: true });
+    const chunks: Buffer[] = [];
+    s.on("data", (c: Buffer) => chunks.push(c));
+    s.on("error", reject);
+    s.on("end", () => {
+      s.end();
+      resolve(Buffer.concat(chunks).toString());
+    });
+    s.on("close", () => reject(new Error("connection closed without an answer")));
+    s.on("connect", () => s.end(payload));
+  });
+}

@@ -1,0 +1,457 @@
+/**
+ * Gateways with real sockets on 127.0.0.1: client → gateway A → mTLS → gateway B → backend.
+ * Several gateways run in this process, each with its own metrics registry.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import net from "node:net";
+import tls from "node:tls";
+import { after, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Backend, TestGateway } from "./fixtures.js";
+import { exchange, makeClusterset, startBackend, startGateway } from "./fixtures.js";
+import type { RoutingTable } from "./routes.js";
+import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "./trust.js";
+import { FileIdentity } from "./identity.js";
+
+const cs = makeClusterset();
+const cleanups: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+async function backend(name: string, kind: Parameters<typeof startBackend>[1] = "whoami"): Promise<Backend> {
+  const b = await startBackend(name, kind);
+  cleanups.push(() => b.close());
+  return b;
+}
+
+async function gateway(
+  clusterId: string,
+  table: RoutingTable,
+  options: Parameters<typeof startGateway>[3] = {},
+): Promise<TestGateway> {
+  const g = await startGateway(cs, clusterId, table, options);
+  cleanups.push(() => g.gateway.stop(200));
+  return g;
+}
+
+const exporting = (
+  service: string,
+  backends: Backend[],
+  allow?: RoutingTable["exports"][number]["allow"],
+): RoutingTable => ({
+  peers: [],
+  imports: [],
+  exports: [
+    {
+      service,
+      port: 80,
+      endpoints: backends.map((b) => ({ address: "127.0.0.1", port: b.port })),
+      ...(allow ? { allow } : {}),
+    },
+  ],
+});
+
+function importing(
+  service: string,
+  peers: TestGateway[],
+  extra: Partial<RoutingTable["imports"][number]> = {},
+): RoutingTable {
+  return {
+    peers: peers.map((p) => ({
+      clusterId: p.gateway.clusterId,
+      host: "127.0.0.1",
+      port: p.gateway.peerPort,
+    })),
+    imports: [
+      {
+        service,
+        port: 80,
+        listenPort: 0,
+        clusters: peers.map((p) => ({ clusterId: p.gateway.clusterId, readyEndpoints: 1 })),
+        ...extra,
+      },
+    ],
+    exports: [],
+  };
+}
+
+/** Opens `n` connections one after another and counts answers by content ("" for a failure). */
+async function tally(port: number, n: number): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (let i = 0; i < n; i++) {
+    const answer = await exchange(port).then(
+      (a) => a.trim(),
+      () => "",
+    );
+    counts[answer] = (counts[answer] ?? 0) + 1;
+  }
+  return counts;
+}
+
+describe("data path", () => {
+  it("carries a connection through both gateways with correct half-close and byte counts", async () => {
+    const sink = await backend("east", "count");
+    const b = await gateway("east", exporting("shop/web", [sink]));
+    const a = await gateway("west", importing("shop/web", [b]));
+    const payload = Buffer.alloc(3_000_000, 7);
+    const answer = await exchange(a.port("shop/web:80"), payload);
+    assert.equal(answer, `${payload.length} ${createHash("sha256").update(payload).digest("hex")}\n`);
+    // The backend answered after the client's FIN: half-close crossed both hops.
+    assert.equal(
+      await a.gateway.metrics.value("meridian_gateway_bytes_total", { direction: "outbound", flow: "sent" }),
+      payload.length,
+    );
+    assert.equal(
+      await b.gateway.metrics.value("meridian_gateway_connections_total", {
+        direction: "inbound",
+        cluster: "west",
+        outcome: "closed",
+      }),
+      1,
+    );
+  });
+
+  it("reuses warm authenticated connections instead of handshaking per client connection", async () => {
+    const who = await backend("east");
+    const b = await gateway("east", exporting("shop/who", [who]));
+    const a = await gateway("west", importing("shop/who", [b]));
+    assert.deepEqual(await tally(a.port("shop/who:80"), 50), { east: 50 });
+    const handshakes = await a.gateway.metrics.value("meridian_gateway_tls_handshakes_total", {
+      role: "client",
+    });
+    assert.ok(handshakes <= 8, `${handshakes} handshakes for 50 connections`);
+  });
+
+  it("reaches this cluster's own endpoints directly, without a peer hop", async () => {
+    const local = await backend("west-local");
+    const remote = await backend("east");
+    const b = await gateway("east", exporting("shop/loc", [remote]));
+    const a = await gateway(
+      "west",
+      importing("shop/loc", [b], { localEndpoints: [{ address: "127.0.0.1", port: local.port }] }),
+    );
+    assert.deepEqual(await tally(a.port("shop/loc:80"), 5), { "west-local": 5 });
+    assert.equal(remote.connections, 0);
+    // Local endpoint dies: locality falls through to the remote cluster.
+    await local.close();
+    assert.deepEqual(await tally(a.port("shop/loc:80"), 5), { east: 5 });
+  });
+
+  it("applies backpressure to a slow reader instead of buffering everything", async () => {
+    const total = 64 * 1024 * 1024;
+    let pushed = 0;
+    const server = net.createServer({ allowHalfOpen: true }, (s) => {
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      const pump = (): void => {
+        while (pushed < total) {
+          pushed += chunk.length;
+          if (!s.write(chunk)) return void s.once("drain", pump);
+        }
+        s.end();
+      };
+      pump();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise((r) => server.close(r)));
+    const b = await gateway(
+      "east",
+      exporting("shop/bulk", [{ port: (server.address() as net.AddressInfo).port } as Backend]),
+    );
+    const a = await gateway("west", importing("shop/bulk", [b]));
+    const client = net.connect({ port: a.port("shop/bulk:80"), host: "127.0.0.1", allowHalfOpen: true });
+    client.pause();
+    await sleep(800);
+    assert.ok(pushed < total / 2, `the backend pushed ${pushed} bytes while nobody read`);
+    let received = 0;
+    client.on("data", (c: Buffer) => (received += c.length));
+    client.resume();
+    await new Promise((r) => client.once("end", r));
+    client.end();
+    assert.equal(received, total);
+  });
+
+  it("closes idle connections after the idle timeout", async () => {
+    const echo = await backend("east", "echo");
+    const b = await gateway("east", exporting("shop/idle", [echo]));
+    const a = await gateway("west", importing("shop/idle", [b]), { limits: { idleTimeoutMs: 300 } });
+    const client = net.connect({ port: a.port("shop/idle:80"), host: "127.0.0.1" });
+    client.on("error", () => {});
+    const started = Date.now();
+    await new Promise((r) => client.once("close", r));
+    assert.ok(Date.now() - started < 3000);
+  });
+
+  it("refuses connections over the limit and counts them", async () => {
+    const echo = await backend("east", "echo");
+    const b = await gateway("east", exporting("shop/lim", [echo]));
+    const a = await gateway("west", importing("shop/lim", [b]), { limits: { maxConnections: 2 } });
+    const port = a.port("shop/lim:80");
+    const held = [net.connect({ port, host: "127.0.0.1" }), net.connect({ port, host: "127.0.0.1" })];
+    for (const h of held) await new Promise((r) => h.once("connect", r));
+    await sleep(200);
+    assert.equal(await exchange(port, "x").catch(() => ""), "");
+    assert.equal(await a.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    for (const h of held) h.destroy();
+  });
+});
+
+describe("refusals", () => {
+  it("refuses peers with another root, no certificate, an expired or a revoked certificate, and counts each", async () => {
+    const echo = await backend("east", "echo");
+    const b = await gateway("east", exporting("shop/sec", [echo]));
+    const attempt = (options: tls.ConnectionOptions): Promise<void> =>
+      new Promise((resolve) => {
+        const s = tls.connect({
+          host: "127.0.0.1",
+          port: b.gateway.peerPort,
+          rejectUnauthorized: false,
+          ...options,
+        });
+        s.on("error", () => resolve());
+        s.on("close", () => resolve());
+        s.on("secureConnect", () => s.write("MRDN"));
+      });
+    const issue = (
+      root: ReturnType<typeof createTrustRoot>,
+      clusterId: string,
+      now = new Date(),
+      lifetimeSeconds = 3600,
+    ) => {
+      const req = createGatewayKeyRequest(cs.bundle.clusterset, clusterId);
+      return {
+        key: req.privateKeyPem,
+        cert: signGatewayRequest(root, req.csrPem, {
+          clusterset: cs.bundle.clusterset,
+          clusterId,
+          lifetimeSeconds,
+          now,
+        }),
+      };
+    };
+    await attempt(issue(createTrustRoot(cs.bundle.clusterset), "mallory"));
+    await attempt({});
+    await attempt(issue(cs.root, "west", new Date(Date.now() - 7200_000)));
+    const revoked = issue(cs.root, "north");
+    b.gateway["o"].identity.bundle().revokedClusters = ["north"];
+    await attempt(revoked);
+    const count = (reason: string) => b.gateway.metrics.value("meridian_gateway_refusals_total", { reason });
+    assert.equal(await count("untrusted-root"), 1);
+    assert.equal(await count("no-certificate"), 1);
+    assert.equal(await count("expired"), 1);
+    assert.equal(await count("revoked"), 1);
+    b.gateway["o"].identity.bundle().revokedClusters = [];
+  });
+
+  it("refuses at the exporting side the clusters an export does not allow (story 5), and allows the listed ones", async () => {
+    const pay = await backend("payments");
+    const b = await gateway(
+      "pay",
+      exporting("shop/payments", [pay], [{ cluster: "eu-1" }, { cluster: "eu-2" }]),
+    );
+    const eu = await gateway("eu-1", importing("shop/payments", [b]));
+    const us = await gateway("us-1", importing("shop/payments", [b]));
+    assert.deepEqual(await tally(eu.port("shop/payments:80"), 3), { payments: 3 });
+    assert.deepEqual(await tally(us.port("shop/payments:80"), 2), { "": 2 });
+    assert.equal(
+      await b.gateway.metrics.value("meridian_gateway_refusals_total", {
+        reason: "access-denied",
+        cluster: "us-1",
+      }),
+      1,
+    );
+    assert.equal(pay.connections, 3);
+  });
+
+  it("honours a deny default for exports without an allow list", async () => {
+    const svc = await backend("east");
+    const b = await gateway("east", { ...exporting("shop/closed", [svc]), accessDefault: "deny" });
+    const a = await gateway("west", importing("shop/closed", [b]));
+    assert.deepEqual(await tally(a.port("shop/closed:80"), 1), { "": 1 });
+    assert.equal(
+      await b.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "access-denied" }),
+      1,
+    );
+  });
+});
+
+describe("traffic policy and health", () => {
+  it("honours weights across clusters within a tolerance", async () => {
+    const e = await backend("east");
+    const n = await backend("north");
+    const be = await gateway("east", exporting("shop/w", [e]));
+    const bn = await gateway("north", exporting("shop/w", [n]));
+    const a = await gateway(
+      "west",
+      importing("shop/w", [be, bn], {
+        policy: {
+          locality: "None",
+          weights: [
+            { cluster: "east", weight: 3 },
+            { cluster: "north", weight: 1 },
+          ],
+        },
+      }),
+    );
+    const counts = await tally(a.port("shop/w:80"), 200);
+    assert.equal((counts["east"] ?? 0) + (counts["north"] ?? 0), 200);
+    assert.ok(Math.abs((counts["east"] ?? 0) - 150) <= 10, JSON.stringify(counts));
+  });
+
+  it("fails over when all endpoints of a cluster die, then when its gateway dies, and comes back", async () => {
+    const e = await backend("east");
+    const n = await backend("north");
+    const be = await gateway("east", exporting("shop/f", [e]));
+    const bn = await gateway("north", exporting("shop/f", [n]));
+    const a = await gateway(
+      "west",
+      importing("shop/f", [be, bn], {
+        policy: { failover: [{ clusters: [{ cluster: "east" }] }, { clusters: [{ cluster: "north" }] }] },
+      }),
+    );
+    const port = a.port("shop/f:80");
+    assert.deepEqual(await tally(port, 5), { east: 5 });
+
+    // 1. east's endpoints die; east's gateway says so and west retries north at once.
+    await e.close();
+    assert.deepEqual(await tally(port, 5), { north: 5 }, "no client connection fails");
+
+    // 2. east's gateway dies: probes take it out of rotation within the 5 s bound.
+    const e2 = await startBackend("east", "whoami");
+    cleanups.push(() => e2.close());
+    be.routes.set(exporting("shop/f", [e2]));
+    await sleep(300);
+    const eastPort = be.gateway.peerPort;
+    const died = Date.now();
+    await be.gateway.stop(100);
+    while ((await a.gateway.metrics.value("meridian_gateway_peer_up", { cluster: "east" })) !== 0) {
+      assert.ok(Date.now() - died < 5000, "east still in rotation after 5 s");
+      await sleep(50);
+    }
+    const outOfRotationMs = Date.now() - died;
+    assert.deepEqual(await tally(port, 5), { north: 5 });
+
+    // 3. east's gateway restarts on the same address: back in rotation once a probe passes.
+    const restarted = await startGateway(cs, "east", exporting("shop/f", [e2]), {
+      peerListen: { host: "127.0.0.1", port: eastPort },
+    });
+    cleanups.push(() => restarted.gateway.stop(100));
+    const back = Date.now();
+    while ((await a.gateway.metrics.value("meridian_gateway_peer_up", { cluster: "east" })) !== 1) {
+      assert.ok(Date.now() - back < 5000, "east not back after 5 s");
+      await sleep(50);
+    }
+    const backInMs = Date.now() - back;
+    assert.deepEqual(await tally(port, 5), { east: 5 });
+    const routing = a.gateway.routing()[0]!;
+    assert.deepEqual(
+      routing.clusters.map((c) => [c.clusterId, c.share]),
+      [
+        ["east", 1],
+        ["north", 0],
+      ],
+    );
+    process.stderr.write(
+      `# failover: out of rotation after ${outOfRotationMs} ms, back after ${backInMs} ms\n`,
+    );
+  });
+});
+
+describe("operations", () => {
+  it("rotates certificates under load without a failed connection", async () => {
+    const who = await backend("east");
+    const b = await gateway("east", exporting("shop/rot", [who]), { identity: cs.identity("east", 3) });
+    const a = await gateway("west", importing("shop/rot", [b]), { identity: cs.identity("west", 3) });
+    const before = {
+      a: a.gateway["o"].identity.credentials().serial,
+      b: b.gateway["o"].identity.credentials().serial,
+    };
+    const port = a.port("shop/rot:80");
+    let ok = 0;
+    let failed = 0;
+    const until = Date.now() + 4500;
+    const worker = async (): Promise<void> => {
+      while (Date.now() < until) {
+        const answer = await exchange(port).catch(() => "");
+        if (answer.trim() === "east") ok++;
+        else failed++;
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    assert.notEqual(a.gateway["o"].identity.credentials().serial, before.a, "west rotated");
+    assert.notEqual(b.gateway["o"].identity.credentials().serial, before.b, "east rotated");
+    assert.equal(failed, 0, `${failed} failed of ${ok + failed}`);
+    assert.ok(ok > 100, `${ok} connections`);
+  });
+
+  it("drains on stop: refuses new connections, lets in-flight ones finish, cuts stragglers at the deadline", async () => {
+    const echo = await backend("east", "echo");
+    const b = await gateway("east", exporting("shop/drain", [echo]));
+    const a = await startGateway(cs, "west", importing("shop/drain", [b]));
+    const port = a.port("shop/drain:80");
+    const inflight = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    const straggler = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    straggler.on("error", () => {});
+    for (const s of [inflight, straggler]) {
+      s.write("ping");
+      await new Promise((r) => s.once("data", r));
+    }
+    const stopping = a.gateway.stop(1500);
+    await sleep(100);
+    assert.equal(
+      await exchange(port, "late").catch(() => ""),
+      "",
+      "new connections are refused while draining",
+    );
+    const echoed = new Promise<string>((resolve) => {
+      const chunks: Buffer[] = [];
+      inflight.on("data", (c: Buffer) => chunks.push(c));
+      inflight.on("end", () => resolve(Buffer.concat(chunks).toString()));
+    });
+    inflight.end("still here");
+    assert.equal(await echoed, "still here");
+    const { cut } = await stopping;
+    assert.ok(cut >= 1, "the straggler was cut at the deadline");
+  });
+
+  it("reads credentials from files and picks up a rotated certificate without a restart", async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+    const os = await import("node:os");
+    const path = await import("node:path");
+    const dir = mkdtempSync(path.join(os.tmpdir(), "meridian-gw-files-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const write = (lifetime: number): string => {
+      const req = createGatewayKeyRequest(cs.bundle.clusterset, "east");
+      const cert = signGatewayRequest(cs.root, req.csrPem, {
+        clusterset: cs.bundle.clusterset,
+        clusterId: "east",
+        lifetimeSeconds: lifetime,
+      });
+      writeFileSync(path.join(dir, "tls.key"), req.privateKeyPem);
+      writeFileSync(path.join(dir, "tls.crt"), cert);
+      return cert;
+    };
+    write(3600);
+    writeFileSync(path.join(dir, "ca.crt"), cs.root.certPem);
+    const identity = new FileIdentity({
+      clusterset: cs.bundle.clusterset,
+      clusterId: "east",
+      certFile: path.join(dir, "tls.crt"),
+      keyFile: path.join(dir, "tls.key"),
+      caFile: path.join(dir, "ca.crt"),
+      pollMs: 100,
+    });
+    const who = await backend("east");
+    const b = await gateway("east", exporting("shop/files", [who]), { identity });
+    const a = await gateway("west", importing("shop/files", [b]));
+    assert.deepEqual(await tally(a.port("shop/files:80"), 2), { east: 2 });
+    const first = identity.credentials().serial;
+    await sleep(20);
+    write(7200);
+    await sleep(400);
+    assert.notEqual(identity.credentials().serial, first);
+    a.gateway["connectors"].get("east")?.flush();
+    assert.deepEqual(await tally(a.port("shop/files:80"), 2), { east: 2 });
+  });
+});

@@ -1,0 +1,886 @@
+/**
+ * The east-west gateway process: sockets and timers around the pure modules.
+ *
+ *   local client ──TCP──▶ local listener (one port per imported service port)
+ *        │ policy.ts picks a cluster (health.ts says who is usable)
+ *        ├─ this cluster ──TCP──▶ local endpoint                (no TLS hop)
+ *        └─ pool.ts: warm mTLS connection ──▶ peer gateway's peer listener
+ *                      OPEN service:port ──▶ trust.ts (who is it?) access.ts (may it?) ──▶ endpoint
+ *                      ◀── REPLY ok, then framed bytes both ways (tunnel.ts)
+ */
+import net from "node:net";
+import tls from "node:tls";
+import type { SecureContext, TLSSocket } from "node:tls";
+import type { Logger } from "../observability/logger.js";
+import { createLogger } from "../observability/logger.js";
+import { decideAccess } from "./access.js";
+import type { HealthSnapshot } from "./health.js";
+import { HealthTracker, jitteredDelay } from "./health.js";
+import type { IdentitySource } from "./identity.js";
+import { GatewayMetrics } from "./metrics.js";
+import type { Locality, RoutedCluster, Tier } from "./policy.js";
+import { computeTiers, effectiveRouting, WeightedPicker } from "./policy.js";
+import type { PoolOptions } from "./pool.js";
+import { PeerConnector, PeerRefusedError } from "./pool.js";
+import type { OpenRequest, ReplyStatusName } from "./protocol.js";
+import { decodeOpen, encodeOpen, MAX_OPEN_LENGTH, REPLY_NAMES, ReplyStatus } from "./protocol.js";
+import type {
+  Endpoint,
+  ExportRoute,
+  ImportRoute,
+  PeerGateway,
+  RoutingSource,
+  RoutingTable,
+} from "./routes.js";
+import { routeKey } from "./routes.js";
+import type { PeerCertificateFacts, PeerIdentity } from "./trust.js";
+import { classifyPeer } from "./trust.js";
+import { bridge, pipeBoth } from "./tunnel.js";
+
+export interface GatewayLimits {
+  /** Proxied connections at once, per direction (default 20,000). */
+  maxConnections: number;
+  /** A connection with no bytes either way for this long is closed (default 1 h, like kube-proxy's conntrack). */
+  idleTimeoutMs: number;
+  /** Dialing a peer gateway or an endpoint (default 3 s). */
+  connectTimeoutMs: number;
+  /** An authenticated peer connection may sit between streams this long (default 60 s, > pool TTL). */
+  peerIdleMs: number;
+  /** Connection attempts (clusters/endpoints) per client connection (default 3). */
+  maxAttempts: number;
+}
+
+export interface ProbeOptions {
+  intervalMs: number;
+  timeoutMs: number;
+  unhealthyAfter: number;
+}
+
+export interface GatewayOptions {
+  clusterId: string;
+  locality?: Locality;
+  identity: IdentitySource;
+  routes: RoutingSource;
+  peerListen: { host: string; port: number };
+  /** Address of the per-service local listeners. */
+  localListenHost: string;
+  limits?: Partial<GatewayLimits>;
+  pool?: Partial<PoolOptions>;
+  probe?: Partial<ProbeOptions>;
+  outlier?: { consecutiveFailures?: number; baseEjectionMs?: number; maxEjectionMs?: number };
+  logger?: Logger;
+  metrics?: GatewayMetrics;
+  clock?: () => number;
+}
+
+/** One imported (service, port) as `status` shows it. */
+export interface ServiceRouting {
+  service: string;
+  port: number;
+  listenPort: number | undefined;
+  clusters: Array<RoutedCluster & { readyEndpoints: number; health: HealthSnapshot }>;
+}
+
+interface ImportState {
+  route: ImportRoute;
+  tiers: Tier[];
+  picker: WeightedPicker;
+  server?: net.Server;
+  listenPort?: number;
+}
+
+interface EndpointCursor {
+  next: number;
+}
+
+const serviceKey = (clusterId: string, service: string): string => `${clusterId}/${service}`;
+const endpointKey = (e: Endpoint): string => `ep:${e.address}:${e.port}`;
+
+/** Why a stream could not be opened on a peer, and whether to blame the whole peer. */
+class StreamRefused extends Error {
+  constructor(
+    readonly status: ReplyStatusName,
+    readonly peerLevel: boolean,
+  ) {
+    super(status);
+  }
+}
+
+export class Gateway {
+  readonly metrics: GatewayMetrics;
+  readonly health: HealthTracker;
+  private readonly log: Logger;
+  private readonly limits: GatewayLimits;
+  private readonly probeOptions: ProbeOptions;
+  private readonly poolOptions: PoolOptions;
+  private readonly clock: () => number;
+  private secureContext: SecureContext | undefined;
+  private peerServer: tls.Server | undefined;
+  private readonly imports = new Map<string, ImportState>();
+  private exports = new Map<string, ExportRoute>();
+  private readonly connectors = new Map<string, PeerConnector>();
+  private readonly probeTimers = new Map<string, NodeJS.Timeout>();
+  private readonly cursors = new Map<string, EndpointCursor>();
+  private table: RoutingTable = { peers: [], imports: [], exports: [] };
+  private applying: Promise<void> = Promise.resolve();
+  private unsubscribe: (() => void) | undefined;
+  private draining = false;
+  private outbound = 0;
+  private inbound = 0;
+  /** Every socket we hold, so drain can wait for them and then cut the rest. */
+  private readonly activeSockets = new Set<net.Socket>();
+  /** Peer connections waiting between streams: closed at once on drain. */
+  private readonly idlePeerSockets = new Set<TLSSocket>();
+  private readonly closeHooked = new WeakSet<net.Socket>();
+  /** Every accepted peer connection, whatever its state, so stop() leaves none behind. */
+  private readonly peerSockets = new Set<net.Socket>();
+  /** Passive health of (cluster, service): a peer saying "no endpoints" is cheap to re-ask, so short ejections. */
+  private readonly serviceHealth: HealthTracker;
+
+  constructor(private readonly o: GatewayOptions) {
+    this.clock = o.clock ?? Date.now;
+    this.metrics = o.metrics ?? new GatewayMetrics();
+    this.log = o.logger ?? createLogger("gateway");
+    this.limits = {
+      maxConnections: 20_000,
+      idleTimeoutMs: 3_600_000,
+      connectTimeoutMs: 3000,
+      peerIdleMs: 60_000,
+      maxAttempts: 3,
+      ...o.limits,
+    };
+    this.probeOptions = { intervalMs: 1000, timeoutMs: 1000, unhealthyAfter: 2, ...o.probe };
+    this.poolOptions = {
+      warm: 4,
+      maxIdle: 512,
+      idleTtlMs: 30_000,
+      connectTimeoutMs: this.limits.connectTimeoutMs,
+      ...o.pool,
+    };
+    this.serviceHealth = new HealthTracker({
+      baseEjectionMs: 1000,
+      maxEjectionMs: 10_000,
+      clock: this.clock,
+    });
+    this.health = new HealthTracker({
+      unhealthyAfter: this.probeOptions.unhealthyAfter,
+      consecutiveFailures: o.outlier?.consecutiveFailures,
+      baseEjectionMs: o.outlier?.baseEjectionMs,
+      maxEjectionMs: o.outlier?.maxEjectionMs,
+      clock: this.clock,
+    });
+  }
+
+  get clusterId(): string {
+    return this.o.clusterId;
+  }
+
+  /** The port peer gateways connect to. */
+  get peerPort(): number {
+    return (this.peerServer?.address() as net.AddressInfo | null)?.port ?? 0;
+  }
+
+  /** Bound local port per `namespace/name:port`. */
+  listenPorts(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [key, s] of this.imports) if (s.listenPort !== undefined) out.set(key, s.listenPort);
+    return out;
+  }
+
+  async start(): Promise<void> {
+    const { identity } = this.o;
+    await identity.start();
+    this.secureContext = this.buildContext();
+    identity.onChange(() => this.onIdentityChange());
+    const creds = identity.credentials();
+    this.peerServer = tls.createServer({
+      key: creds.privateKeyPem,
+      cert: creds.certPem,
+      ca: identity.bundle().caPems,
+      minVersion: "TLSv1.3",
+      requestCert: true,
+      // Verified in onPeerConnection so each refusal is classified and counted.
+      rejectUnauthorized: false,
+      allowHalfOpen: true,
+    });
+    this.peerServer.on("connection", (raw: net.Socket) => {
+      // Tracked from the TCP accept on, so a connection stuck in its handshake cannot hold up stop().
+      this.peerSockets.add(raw);
+      raw.setNoDelay(true); // on the TCP socket: the TLSSocket's setNoDelay does not reach it
+      raw.setKeepAlive(true, 30_000);
+      raw.once("close", () => this.peerSockets.delete(raw));
+    });
+    this.peerServer.on("secureConnection", (s: TLSSocket) => this.onPeerConnection(s));
+    this.peerServer.on("tlsClientError", (err: Error & { code?: string }, s: TLSSocket) => {
+      this.metrics.handshakes.inc({ role: "server", result: "handshake-failed", resumed: "false" });
+      this.metrics.refusals.inc({ reason: "handshake-failed", cluster: "", service: "" });
+      this.log.warn({ err: err.code ?? err.message, remote: s.remoteAddress }, "peer TLS handshake failed");
+    });
+    await listen(this.peerServer, this.o.peerListen.port, this.o.peerListen.host);
+    this.unsubscribe = this.o.routes.subscribe((t) => void this.apply(t));
+    await this.apply(this.o.routes.current());
+    this.log.info({ cluster: this.o.clusterId, peerPort: this.peerPort }, "gateway started");
+  }
+
+  /**
+   * Graceful drain: stop accepting, close idle peer connections, let in-flight connections finish
+   * for up to `deadlineMs`, then cut what is left. Resolves when nothing is open.
+   */
+  async stop(deadlineMs = 10_000): Promise<{ cut: number }> {
+    this.draining = true;
+    this.unsubscribe?.();
+    for (const t of this.probeTimers.values()) clearTimeout(t);
+    this.probeTimers.clear();
+    const closing = [...this.imports.values()].map((s) => closeServer(s.server));
+    closing.push(closeServer(this.peerServer));
+    for (const s of this.idlePeerSockets) s.destroy();
+    for (const c of this.connectors.values()) c.close();
+    const deadline = this.clock() + deadlineMs;
+    while (this.activeSockets.size > 0 && this.clock() < deadline) await sleep(20);
+    const cut = this.activeSockets.size;
+    for (const s of this.activeSockets) s.destroy();
+    for (const s of this.peerSockets) s.destroy();
+    await Promise.all(closing);
+    this.o.identity.stop();
+    this.log.info({ cut }, "gateway stopped");
+    return { cut };
+  }
+
+  /** Current routing of every imported service: tiers, weights, shares and health. */
+  routing(): ServiceRouting[] {
+    return [...this.imports.entries()].map(([, s]) => {
+      const usable = this.usable(s.route);
+      const ready = new Map(s.route.clusters.map((c) => [c.clusterId, c.readyEndpoints]));
+      ready.set(this.o.clusterId, this.readyLocal(s.route));
+      return {
+        service: s.route.service,
+        port: s.route.port,
+        listenPort: s.listenPort,
+        clusters: effectiveRouting(s.tiers, usable).map((r) => ({
+          ...r,
+          readyEndpoints: ready.get(r.clusterId) ?? 0,
+          health: this.health.snapshot(r.clusterId),
+        })),
+      };
+    });
+  }
+
+  /** Probes one peer now (also run on the jittered ticker); resolves with the RTT or undefined. */
+  async probe(clusterId: string): Promise<number | undefined> {
+    const connector = this.connectors.get(clusterId);
+    if (!connector) return undefined;
+    const started = process.hrtime.bigint();
+    try {
+      let timedOut = false;
+      const acquiring = connector.acquire();
+      // A connection that arrives after the probe gave up goes back to the pool, not nowhere.
+      acquiring.then((late) => timedOut && connector.release(late.socket)).catch(() => {});
+      const { socket } = await withTimeout(acquiring, this.probeOptions.timeoutMs, "probe connect").catch(
+        (err: unknown) => {
+          timedOut = true;
+          throw err;
+        },
+      );
+      try {
+        socket.write(encodeOpen({ kind: "probe", service: "", port: 0 }));
+        const { status } = await readReply(socket, this.probeOptions.timeoutMs);
+        if (status !== "ok") throw new Error(`probe answered ${status}`);
+        connector.release(socket);
+      } catch (err) {
+        socket.destroy();
+        throw err;
+      }
+      const rtt = Number(process.hrtime.bigint() - started) / 1e6;
+      this.health.probeResult(clusterId, true, rtt);
+      this.metrics.probeRtt.observe({ cluster: clusterId }, rtt / 1000);
+      this.metrics.probes.inc({ cluster: clusterId, result: "ok" });
+      return rtt;
+    } catch (err) {
+      this.health.probeResult(clusterId, false);
+      this.metrics.probes.inc({ cluster: clusterId, result: "failed" });
+      this.log.debug({ peer: clusterId, err: (err as Error).message }, "probe failed");
+      return undefined;
+    } finally {
+      this.metrics.peerUp.set({ cluster: clusterId }, this.health.available(clusterId) ? 1 : 0);
+      this.updateShares();
+    }
+  }
+
+  private buildContext(): SecureContext {
+    const creds = this.o.identity.credentials();
+    return tls.createSecureContext({
+      key: creds.privateKeyPem,
+      cert: creds.certPem,
+      ca: this.o.identity.bundle().caPems,
+      minVersion: "TLSv1.3",
+    });
+  }
+
+  /** New credentials or trust: new connections use them, existing ones are left alone. */
+  private onIdentityChange(): void {
+    if (!this.peerServer) return;
+    const creds = this.o.identity.credentials();
+    this.secureContext = this.buildContext();
+    this.peerServer.setSecureContext({
+      key: creds.privateKeyPem,
+      cert: creds.certPem,
+      ca: this.o.identity.bundle().caPems,
+      minVersion: "TLSv1.3",
+    });
+    // Idle pooled connections were authenticated under the old trust; redial under the new one.
+    for (const c of this.connectors.values()) {
+      c.flush();
+      c.refill();
+    }
+    this.log.info(
+      { serial: creds.serial, notAfter: new Date(creds.notAfter).toISOString() },
+      "credentials changed",
+    );
+  }
+
+  private apply(table: RoutingTable): Promise<void> {
+    this.applying = this.applying
+      .then(() => this.applyNow(table))
+      .catch((err: unknown) => {
+        this.log.error({ err }, "applying the routing table failed");
+      });
+    return this.applying;
+  }
+
+  private async applyNow(table: RoutingTable): Promise<void> {
+    if (this.draining) return;
+    this.table = table;
+    this.exports = new Map(table.exports.map((e) => [routeKey(e.service, e.port), e]));
+    this.applyPeers(table.peers);
+    const wanted = new Map(table.imports.map((r) => [routeKey(r.service, r.port), r]));
+    for (const [key, state] of this.imports) {
+      const next = wanted.get(key);
+      if (!next || (next.listenPort !== 0 && next.listenPort !== state.listenPort)) {
+        // Connections already accepted keep running; only the listener goes.
+        void closeServer(state.server);
+        this.imports.delete(key);
+      }
+    }
+    for (const [key, route] of wanted) {
+      const existing = this.imports.get(key);
+      const locality = this.o.locality ?? {};
+      const candidates = [
+        ...route.clusters.map((c) => ({
+          clusterId: c.clusterId,
+          readyEndpoints: c.readyEndpoints,
+          locality: table.peers.find((p) => p.clusterId === c.clusterId)?.locality ?? {},
+        })),
+        ...((route.localEndpoints?.length ?? 0) > 0
+          ? [{ clusterId: this.o.clusterId, readyEndpoints: this.readyLocal(route), locality }]
+          : []),
+      ];
+      const tiers = computeTiers(route.policy ?? {}, { clusterId: this.o.clusterId, locality }, candidates);
+      if (existing) {
+        existing.route = route;
+        existing.tiers = tiers;
+        continue;
+      }
+      const state: ImportState = { route, tiers, picker: new WeightedPicker() };
+      this.imports.set(key, state);
+      const server = net.createServer(
+        { allowHalfOpen: true, pauseOnConnect: true },
+        (s) => void this.onLocal(state, s),
+      );
+      try {
+        await listen(server, route.listenPort, this.o.localListenHost);
+        state.server = server;
+        state.listenPort = (server.address() as net.AddressInfo).port;
+      } catch (err) {
+        this.log.error(
+          { service: route.service, port: route.port, listenPort: route.listenPort, err },
+          "cannot listen for an imported service",
+        );
+      }
+    }
+    this.updateShares();
+  }
+
+  private applyPeers(peers: PeerGateway[]): void {
+    const wanted = new Map(
+      peers.filter((p) => p.clusterId !== this.o.clusterId).map((p) => [p.clusterId, p]),
+    );
+    for (const [id, c] of this.connectors) {
+      const p = wanted.get(id);
+      if (!p || p.host !== c.peer.host || p.port !== c.peer.port) {
+        c.close();
+        this.connectors.delete(id);
+        clearTimeout(this.probeTimers.get(id));
+        this.probeTimers.delete(id);
+        this.health.forget(id);
+      }
+    }
+    for (const [id, p] of wanted) {
+      if (this.connectors.has(id)) continue;
+      const connector = new PeerConnector(
+        p,
+        () => ({ secureContext: this.secureContext!, bundle: this.o.identity.bundle() }),
+        this.poolOptions,
+        this.metrics,
+        this.clock,
+      );
+      this.connectors.set(id, connector);
+      connector.refill();
+      this.scheduleProbe(id, 0);
+    }
+  }
+
+  private scheduleProbe(clusterId: string, delayMs: number): void {
+    if (this.draining) return;
+    const timer = setTimeout(() => {
+      this.connectors.get(clusterId)?.expire();
+      void this.probe(clusterId).finally(() => {
+        if (this.connectors.has(clusterId))
+          this.scheduleProbe(clusterId, jitteredDelay(this.probeOptions.intervalMs));
+      });
+    }, delayMs);
+    timer.unref();
+    this.probeTimers.set(clusterId, timer);
+  }
+
+  private readyLocal(route: ImportRoute): number {
+    return (route.localEndpoints ?? []).filter(
+      (e) => e.ready !== false && this.health.available(endpointKey(e)),
+    ).length;
+  }
+
+  private usable(route: ImportRoute): (clusterId: string) => boolean {
+    return (clusterId) => {
+      if (clusterId === this.o.clusterId) return this.readyLocal(route) > 0;
+      const c = route.clusters.find((x) => x.clusterId === clusterId);
+      return (
+        !!c &&
+        c.readyEndpoints > 0 &&
+        this.connectors.has(clusterId) &&
+        this.health.available(clusterId) &&
+        this.serviceHealth.available(serviceKey(clusterId, route.service))
+      );
+    };
+  }
+
+  private updateShares(): void {
+    for (const s of this.imports.values()) {
+      for (const r of effectiveRouting(s.tiers, this.usable(s.route)))
+        this.metrics.routingShare.set(
+          { service: `${s.route.service}:${s.route.port}`, cluster: r.clusterId },
+          r.share,
+        );
+    }
+  }
+
+  private track(socket: net.Socket): void {
+    this.activeSockets.add(socket);
+    // Peer connections carry many streams: hook their close once, not once per stream.
+    if (this.closeHooked.has(socket)) return;
+    this.closeHooked.add(socket);
+    socket.once("close", () => this.activeSockets.delete(socket));
+  }
+
+  // ── outbound: a local client connection to an imported service ──────────────────────────────
+
+  private async onLocal(state: ImportState, client: net.Socket): Promise<void> {
+    const service = state.route.service;
+    client.on("error", () => {});
+    if (this.draining || this.outbound >= this.limits.maxConnections) {
+      this.metrics.refusals.inc({ reason: "limit", cluster: this.o.clusterId, service });
+      client.destroy();
+      return;
+    }
+    client.setNoDelay(true);
+    client.setKeepAlive(true, 30_000);
+    this.track(client);
+    this.outbound++;
+    try {
+      await this.routeLocal(state, client);
+    } finally {
+      this.outbound--;
+    }
+  }
+
+  private async routeLocal(state: ImportState, client: net.Socket): Promise<void> {
+    const { route } = state;
+    const labelService = `${route.service}:${route.port}`;
+    const tried = new Set<string>();
+    for (let attempt = 0; attempt < this.limits.maxAttempts && !client.destroyed; attempt++) {
+      const choice = state.picker.pick(state.tiers, this.usable(route), tried);
+      if (!choice) break;
+      const clusterId = choice.clusterId;
+      tried.add(clusterId);
+      this.metrics.routingDecisions.inc({
+        service: labelService,
+        cluster: clusterId,
+        origin: state.tiers[choice.tier]!.origin,
+      });
+      const labels = { direction: "outbound", service: labelService, cluster: clusterId };
+      if (clusterId === this.o.clusterId) {
+        const backend = await this.connectEndpoint(route.service, route.localEndpoints ?? []);
+        if (!backend) continue;
+        this.metrics.connectionsActive.inc(labels);
+        const r = await pipeBoth(client, backend, this.limits.idleTimeoutMs);
+        this.finishMetrics(labels, r.clean, r.fromPlain, r.toPlain);
+        return;
+      }
+      const opened = await this.openStream(clusterId, route);
+      if (!opened) continue;
+      const { tunnel, connector, rest } = opened;
+      this.track(tunnel);
+      this.metrics.connectionsActive.inc(labels);
+      const r = await bridge(client, tunnel, rest, this.limits.idleTimeoutMs);
+      this.finishMetrics(labels, r.clean, r.fromPlain, r.toPlain);
+      this.activeSockets.delete(tunnel);
+      if (r.reusable && !this.draining) connector.release(tunnel);
+      else tunnel.destroy();
+      return;
+    }
+    this.metrics.connectionsTotal.inc({
+      direction: "outbound",
+      service: labelService,
+      cluster: "",
+      outcome: "no-route",
+    });
+    this.log.warn(
+      { service: route.service, port: route.port, tried: [...tried] },
+      "no cluster could take the connection",
+    );
+    client.destroy();
+  }
+
+  private finishMetrics(
+    labels: { direction: string; service: string; cluster: string },
+    clean: boolean,
+    sent: number,
+    received: number,
+  ): void {
+    this.metrics.connectionsActive.dec(labels);
+    this.metrics.connectionsTotal.inc({ ...labels, outcome: clean ? "closed" : "aborted" });
+    this.metrics.bytes.inc({ ...labels, flow: "sent" }, sent);
+    this.metrics.bytes.inc({ ...labels, flow: "received" }, received);
+  }
+
+  /** Opens a stream to `service` on a peer; records health; undefined when that peer cannot serve it. */
+  private async openStream(
+    clusterId: string,
+    route: ImportRoute,
+  ): Promise<{ tunnel: TLSSocket; connector: PeerConnector; rest: Buffer } | undefined> {
+    const connector = this.connectors.get(clusterId);
+    if (!connector) return undefined;
+    // A warm connection the peer has just closed is not the peer's fault: one redial is free.
+    for (let round = 0; round < 2; round++) {
+      let tunnel: TLSSocket;
+      let warm: boolean;
+      try {
+        ({ socket: tunnel, warm } = await connector.acquire());
+      } catch (err) {
+        this.health.connectResult(clusterId, false, err instanceof PeerRefusedError);
+        this.log.warn({ peer: clusterId, err: (err as Error).message }, "cannot connect to peer gateway");
+        return undefined;
+      }
+      try {
+        tunnel.write(encodeOpen({ kind: "connect", service: route.service, port: route.port }));
+        const { status, rest } = await readReply(tunnel, this.limits.connectTimeoutMs);
+        if (status !== "ok") {
+          connector.release(tunnel);
+          throw new StreamRefused(status, status === "draining" || status === "overloaded");
+        }
+        this.health.connectResult(clusterId, true);
+        this.serviceHealth.connectResult(serviceKey(clusterId, route.service), true);
+        return { tunnel, connector, rest };
+      } catch (err) {
+        if (err instanceof StreamRefused) {
+          // The peer answered: its verdict is definitive, no need to wait for more failures.
+          if (err.peerLevel) this.health.connectResult(clusterId, false, true);
+          else this.serviceHealth.connectResult(serviceKey(clusterId, route.service), false, true);
+          this.log.warn(
+            { peer: clusterId, service: route.service, port: route.port, status: err.status },
+            "peer refused the stream",
+          );
+          return undefined;
+        }
+        tunnel.destroy();
+        if (warm && round === 0) continue;
+        this.health.connectResult(clusterId, false);
+        return undefined;
+      }
+    }
+    return undefined;
+  }
+
+  /** Connects to a ready endpoint, round robin, skipping ejected ones; passive health per endpoint. */
+  private async connectEndpoint(service: string, endpoints: Endpoint[]): Promise<net.Socket | undefined> {
+    const ready = endpoints.filter((e) => e.ready !== false);
+    if (ready.length === 0) return undefined;
+    let cursor = this.cursors.get(service);
+    if (!cursor) this.cursors.set(service, (cursor = { next: 0 }));
+    const attempts = Math.min(this.limits.maxAttempts, ready.length);
+    for (let i = 0, tried = 0; i < ready.length && tried < attempts; i++) {
+      const e = ready[(cursor.next + i) % ready.length]!;
+      if (!this.health.available(endpointKey(e))) continue;
+      tried++;
+      try {
+        const socket = await connectTcp(e, this.limits.connectTimeoutMs);
+        cursor.next = (cursor.next + i + 1) % ready.length;
+        this.health.connectResult(endpointKey(e), true);
+        this.track(socket);
+        return socket;
+      } catch (err) {
+        // A refused connection is definitive: that endpoint is not listening.
+        this.health.connectResult(
+          endpointKey(e),
+          false,
+          (err as NodeJS.ErrnoException).code === "ECONNREFUSED",
+        );
+      }
+    }
+    return undefined;
+  }
+
+  // ── inbound: a peer gateway's connection ───────────────────────────────────────────────────────
+
+  private onPeerConnection(socket: TLSSocket): void {
+    socket.on("error", () => {});
+    socket.setNoDelay(true);
+    const facts: PeerCertificateFacts = {
+      authorized: socket.authorized,
+      authorizationError: socket.authorizationError,
+      certificate: socket.getPeerCertificate(),
+    };
+    const verdict = classifyPeer(facts, this.o.identity.bundle(), this.clock());
+    const resumed = String(socket.isSessionReused());
+    if (!verdict.ok) {
+      this.metrics.handshakes.inc({ role: "server", result: verdict.reason, resumed });
+      this.metrics.refusals.inc({ reason: verdict.reason, cluster: "", service: "" });
+      this.log.warn(
+        { reason: verdict.reason, detail: verdict.detail, remote: socket.remoteAddress },
+        "refused a peer gateway",
+      );
+      socket.destroy();
+      return;
+    }
+    this.metrics.handshakes.inc({ role: "server", result: "ok", resumed });
+    void this.serveTunnel(socket, facts, verdict.identity);
+  }
+
+  private async serveTunnel(
+    socket: TLSSocket,
+    facts: PeerCertificateFacts,
+    source: PeerIdentity,
+  ): Promise<void> {
+    let buffered: Buffer = Buffer.alloc(0);
+    for (;;) {
+      if (this.draining) return void socket.destroy();
+      this.idlePeerSockets.add(socket);
+      const open = await readOpen(socket, buffered, this.limits.peerIdleMs);
+      this.idlePeerSockets.delete(socket);
+      if (!open) return void socket.destroy();
+      // Re-checked on every stream: a revocation or an expiry applies to connections already open.
+      const verdict = classifyPeer(facts, this.o.identity.bundle(), this.clock());
+      if (!verdict.ok) {
+        this.metrics.refusals.inc({
+          reason: verdict.reason,
+          cluster: source.clusterId,
+          service: open.request.service,
+        });
+        this.log.warn(
+          { reason: verdict.reason, source: source.clusterId },
+          "refused a stream from a peer no longer trusted",
+        );
+        return void socket.destroy();
+      }
+      if (open.request.kind === "probe") {
+        socket.write(reply(this.draining ? "draining" : "ok"));
+        buffered = open.rest;
+        continue;
+      }
+      const outcome = await this.serveStream(socket, open.request, open.rest, source);
+      if (outcome === undefined) return void socket.destroy();
+      buffered = outcome;
+    }
+  }
+
+  /** Serves one stream; returns bytes already read for the next stream, or undefined to close. */
+  private async serveStream(
+    socket: TLSSocket,
+    req: OpenRequest,
+    rest: Buffer,
+    source: PeerIdentity,
+  ): Promise<Buffer | undefined> {
+    const route = this.exports.get(routeKey(req.service, req.port));
+    const labelService = `${req.service}:${req.port}`;
+    if (!route) {
+      socket.write(reply("unknownService"));
+      return rest;
+    }
+    const decision = decideAccess(source, route.allow, this.table.accessDefault ?? "allow");
+    if (!decision.allowed) {
+      this.metrics.refusals.inc({
+        reason: "access-denied",
+        cluster: source.clusterId,
+        service: labelService,
+      });
+      this.log.warn(
+        {
+          source: source.clusterId,
+          namespace: source.namespace,
+          service: req.service,
+          port: req.port,
+          because: decision.because,
+        },
+        "access denied",
+      );
+      socket.write(reply("accessDenied"));
+      return rest;
+    }
+    if (this.draining || this.inbound >= this.limits.maxConnections) {
+      this.metrics.refusals.inc({ reason: "limit", cluster: source.clusterId, service: labelService });
+      socket.write(reply(this.draining ? "draining" : "overloaded"));
+      return rest;
+    }
+    this.inbound++;
+    this.track(socket);
+    try {
+      const backend = await this.connectEndpoint(req.service, route.endpoints);
+      if (!backend) {
+        socket.write(
+          reply(route.endpoints.some((e) => e.ready !== false) ? "upstreamFailed" : "noEndpoints"),
+        );
+        return rest;
+      }
+      const labels = { direction: "inbound", service: labelService, cluster: source.clusterId };
+      this.metrics.connectionsActive.inc(labels);
+      socket.write(reply("ok"));
+      const r = await bridge(backend, socket, rest, this.limits.idleTimeoutMs);
+      // For inbound, "sent" is towards the service: what the backend received.
+      this.finishMetrics(labels, r.clean, r.toPlain, r.fromPlain);
+      return r.reusable ? r.leftover : undefined;
+    } finally {
+      this.inbound--;
+      this.activeSockets.delete(socket);
+    }
+  }
+}
+
+function reply(status: ReplyStatusName): Buffer {
+  return Buffer.from([ReplyStatus[status]]);
+}
+
+/** Reads an OPEN (possibly already partly in `buffered`); undefined on close, timeout or garbage. */
+function readOpen(
+  socket: TLSSocket,
+  buffered: Buffer,
+  timeoutMs: number,
+): Promise<{ request: OpenRequest; rest: Buffer } | undefined> {
+  return new Promise((resolve) => {
+    let buf: Buffer = buffered;
+    const done = (v: { request: OpenRequest; rest: Buffer } | undefined): void => {
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.off("close", onClose);
+      socket.off("end", onClose);
+      socket.pause();
+      resolve(v);
+    };
+    const check = (): boolean => {
+      const r = decodeOpen(buf);
+      if (r.state === "incomplete" && buf.length < MAX_OPEN_LENGTH) return false;
+      done(r.state === "done" ? { request: r.value, rest: buf.subarray(r.consumed) } : undefined);
+      return true;
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      check();
+    };
+    const onClose = (): void => done(undefined);
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    if (buf.length > 0 && check()) return;
+    socket.on("data", onData);
+    socket.once("close", onClose);
+    socket.once("end", onClose);
+    socket.resume();
+  });
+}
+
+/** Reads the one-byte reply to an OPEN; rejects on close or timeout. */
+function readReply(socket: TLSSocket, timeoutMs: number): Promise<{ status: ReplyStatusName; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | undefined, v?: { status: ReplyStatusName; rest: Buffer }): void => {
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.off("close", onClose);
+      socket.off("end", onClose);
+      socket.pause();
+      if (err) reject(err);
+      else resolve(v!);
+    };
+    const onData = (chunk: Buffer): void => {
+      const status = REPLY_NAMES[chunk[0]!];
+      if (!status) return done(new Error(`bad reply byte ${chunk[0]}`));
+      done(undefined, { status, rest: chunk.subarray(1) });
+    };
+    const onClose = (): void => done(new Error("peer closed the connection"));
+    const timer = setTimeout(() => done(new Error("no reply from peer")), timeoutMs);
+    socket.on("data", onData);
+    socket.once("close", onClose);
+    socket.once("end", onClose);
+    socket.resume();
+  });
+}
+
+function connectTcp(e: Endpoint, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: e.address, port: e.port, allowHalfOpen: true, noDelay: true });
+    const timer = setTimeout(
+      () => socket.destroy(Object.assign(new Error("connect timeout"), { code: "ETIMEDOUT" })),
+      timeoutMs,
+    );
+    socket.once("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      socket.removeAllListeners("error");
+      socket.on("error", () => {});
+      socket.pause();
+      resolve(socket);
+    });
+  });
+}
+
+function listen(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ port, host, backlog: 4096 }, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: net.Server | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server?.listening) return resolve();
+    server.close(() => resolve());
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} timed out`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

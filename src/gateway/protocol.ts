@@ -1,0 +1,173 @@
+/**
+ * The gateway-to-gateway wire protocol, inside mutual TLS. Pure codecs, no sockets.
+ *
+ * A TLS connection carries one stream at a time and is reused for the next one, so a warm,
+ * authenticated connection costs no handshake (HTTP/1.1 keep-alive, not HTTP/2 multiplexing:
+ * concurrent streams each get their own connection and TCP's own flow control).
+ *
+ *   client gateway                              server gateway
+ *   OPEN  "MRDN" v1 kind port len name   ──▶
+ *                                        ◀──   REPLY status(1)  (after the upstream is connected)
+ *   DATA  0x00 len(u32) bytes            ◀─▶   DATA ...
+ *   FIN   0x01 (this direction is done)  ◀─▶   FIN
+ *   after both FINs the connection is idle and may carry the next OPEN.
+ *
+ * The source cluster is never in the header: it is the client certificate's identity.
+ */
+
+export const MAGIC = Buffer.from("MRDN", "ascii");
+export const VERSION = 1;
+
+export type OpenKind = "connect" | "probe";
+const KIND_CODES: Record<OpenKind, number> = { connect: 1, probe: 2 };
+
+export interface OpenRequest {
+  kind: OpenKind;
+  /** `namespace/name` of the multi-cluster service; empty for probes. */
+  service: string;
+  port: number;
+}
+
+/** Reply codes; anything but `ok` ends the stream and tells the caller whether to try elsewhere. */
+export const ReplyStatus = {
+  ok: 0,
+  accessDenied: 1,
+  unknownService: 2,
+  noEndpoints: 3,
+  badRequest: 4,
+  draining: 5,
+  upstreamFailed: 6,
+  overloaded: 7,
+} as const;
+export type ReplyStatusName = keyof typeof ReplyStatus;
+export const REPLY_NAMES: Record<number, ReplyStatusName> = Object.fromEntries(
+  Object.entries(ReplyStatus).map(([k, v]) => [v, k as ReplyStatusName]),
+);
+
+const LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const HEADER_FIXED = MAGIC.length + 1 + 1 + 2 + 1;
+export const MAX_OPEN_LENGTH = HEADER_FIXED + 255;
+
+/** `namespace/name`, each part a DNS label (Kubernetes Service and Namespace names are). */
+export function isServiceKey(s: string): boolean {
+  const parts = s.split("/");
+  return parts.length === 2 && LABEL.test(parts[0]!) && LABEL.test(parts[1]!);
+}
+
+export function encodeOpen(req: OpenRequest): Buffer {
+  if (req.kind === "connect" && !isServiceKey(req.service))
+    throw new Error(`bad service key "${req.service}"`);
+  if (!Number.isInteger(req.port) || req.port < 0 || req.port > 65535)
+    throw new Error(`bad port ${req.port}`);
+  const name = Buffer.from(req.service, "ascii");
+  const out = Buffer.alloc(HEADER_FIXED + name.length);
+  MAGIC.copy(out, 0);
+  out[4] = VERSION;
+  out[5] = KIND_CODES[req.kind];
+  out.writeUInt16BE(req.port, 6);
+  out[8] = name.length;
+  name.copy(out, HEADER_FIXED);
+  return out;
+}
+
+export type DecodeResult<T> =
+  | { state: "incomplete" }
+  | { state: "error"; message: string }
+  | { state: "done"; value: T; consumed: number };
+
+/** Decodes an OPEN from the start of `buf`; never throws, whatever the bytes. */
+export function decodeOpen(buf: Buffer): DecodeResult<OpenRequest> {
+  const magicBytes = Math.min(buf.length, MAGIC.length);
+  if (!buf.subarray(0, magicBytes).equals(MAGIC.subarray(0, magicBytes)))
+    return { state: "error", message: "not a Meridian gateway stream" };
+  if (buf.length < HEADER_FIXED) return { state: "incomplete" };
+  if (buf[4] !== VERSION) return { state: "error", message: `unsupported version ${buf[4]}` };
+  const kind = buf[5] === 1 ? "connect" : buf[5] === 2 ? "probe" : undefined;
+  if (!kind) return { state: "error", message: `unknown kind ${buf[5]}` };
+  const port = buf.readUInt16BE(6);
+  const length = buf[8]!;
+  if (buf.length < HEADER_FIXED + length) return { state: "incomplete" };
+  const nameBytes = buf.subarray(HEADER_FIXED, HEADER_FIXED + length);
+  if (nameBytes.some((b) => b < 0x21 || b > 0x7e))
+    return { state: "error", message: "non-ASCII service name" };
+  const service = nameBytes.toString("ascii");
+  if (kind === "connect" && (!isServiceKey(service) || port === 0))
+    return { state: "error", message: "connect needs namespace/name and a port" };
+  return { state: "done", value: { kind, service, port }, consumed: HEADER_FIXED + length };
+}
+
+export const FrameType = { data: 0, fin: 1 } as const;
+export const FRAME_HEADER = 5;
+/** Larger chunks are split: bounds what a decoder must trust in one length field. */
+export const MAX_FRAME_PAYLOAD = 1 << 20;
+
+/** Frames `chunk` as DATA (splitting above the maximum payload) in one buffer: one TLS write. */
+export function encodeData(chunk: Buffer): Buffer {
+  if (chunk.length <= MAX_FRAME_PAYLOAD) {
+    const out = Buffer.allocUnsafe(FRAME_HEADER + chunk.length);
+    out[0] = FrameType.data;
+    out.writeUInt32BE(chunk.length, 1);
+    chunk.copy(out, FRAME_HEADER);
+    return out;
+  }
+  const parts: Buffer[] = [];
+  for (let i = 0; i < chunk.length; i += MAX_FRAME_PAYLOAD)
+    parts.push(encodeData(chunk.subarray(i, i + MAX_FRAME_PAYLOAD)));
+  return Buffer.concat(parts);
+}
+
+export const FIN_FRAME = Buffer.from([FrameType.fin, 0, 0, 0, 0]);
+
+export type FrameEvent =
+  { type: "data"; bytes: Buffer } | { type: "fin"; rest: Buffer } | { type: "error"; message: string };
+
+/**
+ * Incremental frame decoder. Payloads are forwarded as slices of the input as they arrive, never
+ * reassembled, so a 1 MiB frame costs no extra copy. After FIN, remaining bytes belong to the next
+ * stream on the connection (a new OPEN) and are handed back in `rest`.
+ */
+export class FrameDecoder {
+  private header = Buffer.alloc(FRAME_HEADER);
+  private headerFill = 0;
+  private remaining = 0;
+  private finished = false;
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  push(chunk: Buffer): FrameEvent[] {
+    const events: FrameEvent[] = [];
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.finished) return [...events, { type: "error", message: "bytes after FIN before the reply" }];
+      if (this.remaining > 0) {
+        const take = Math.min(this.remaining, chunk.length - offset);
+        events.push({ type: "data", bytes: chunk.subarray(offset, offset + take) });
+        this.remaining -= take;
+        offset += take;
+        continue;
+      }
+      const take = Math.min(FRAME_HEADER - this.headerFill, chunk.length - offset);
+      chunk.copy(this.header, this.headerFill, offset, offset + take);
+      this.headerFill += take;
+      offset += take;
+      if (this.headerFill < FRAME_HEADER) break;
+      this.headerFill = 0;
+      const type = this.header[0];
+      const length = this.header.readUInt32BE(1);
+      if (type === FrameType.fin) {
+        if (length !== 0) return [...events, { type: "error", message: "FIN with a payload" }];
+        this.finished = true;
+        events.push({ type: "fin", rest: chunk.subarray(offset) });
+        return events;
+      }
+      if (type !== FrameType.data)
+        return [...events, { type: "error", message: `unknown frame type ${type}` }];
+      if (length === 0 || length > MAX_FRAME_PAYLOAD)
+        return [...events, { type: "error", message: `bad frame length ${length}` }];
+      this.remaining = length;
+    }
+    return events;
+  }
+}
