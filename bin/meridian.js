@@ -19,7 +19,7 @@ function newestSource(dir) {
 }
 
 // Daemons (the controller) load a light entry point instead of the whole CLI.
-const daemon = ["controller"].includes(process.argv[2] ?? "");
+const daemon = ["controller", "dns", "api-relay", "gateway"].includes(process.argv[2] ?? "");
 const module = daemon ? "daemons" : "main";
 let entry;
 if (!existsSync(sourceDir) || (existsSync(stamp) && statSync(stamp).mtimeMs >= newestSource(sourceDir))) {

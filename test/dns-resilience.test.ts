@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { after, describe, test } from "node:test";
 import { serviceImport } from "../src/dns/objects.js";
-import { apiSocketPath, memberKubeconfigPath, MEMBER_API_PORT } from "../src/local/apirelay.js";
+import { API_RELAY_PROCESS, apiSocketPath, memberKubeconfigPath } from "../src/local/apirelay.js";
 import { inNamespace } from "../src/local/network.js";
 import { readProcessRecord, stopProcess } from "../src/local/processes.js";
 import { eventually, MERIDIAN_BIN, meridian, privateClusterset } from "./harness.js";
@@ -41,8 +41,9 @@ describe("member DNS resilience", async () => {
   };
   const stop = (name: string) => stopProcess(readProcessRecord(cs.paths.pidFile(name)));
   /** Starts a meridian subcommand inside the member's network, owned (and stopped) by this test. */
-  const startInMember = (args: string[]): ChildProcess => {
-    const [exe, ...rest] = inNamespace(network.nodeNamespace, [process.execPath, MERIDIAN_BIN, ...args]);
+  const startInMember = (args: string[], inHost = false): ChildProcess => {
+    const argv = [process.execPath, MERIDIAN_BIN, ...args];
+    const [exe, ...rest] = inHost ? argv : inNamespace(network.nodeNamespace, argv);
     const child = spawn(exe!, rest, { stdio: "ignore" });
     child.unref();
     started.push(child);
@@ -69,11 +70,13 @@ describe("member DNS resilience", async () => {
   test("a restarted DNS answers SERVFAIL until its caches sync, then answers", async () => {
     // Cut the DNS off from its API server, then restart it: it cannot list anything.
     assert.ok(await stop(`${west}-dns`));
-    assert.ok(await stop(`${west}-api-relay`));
+    assert.ok(await stop(API_RELAY_PROCESS));
     startInMember([
       "dns",
       "--kubeconfig",
       memberKubeconfigPath(cs.paths, west),
+      "--api-socket",
+      apiSocketPath(cs.paths, west),
       "--listen",
       `${network.nodeAddress}:53`,
     ]);
@@ -89,13 +92,17 @@ describe("member DNS resilience", async () => {
     assert.equal(unsynced.status, "SERVFAIL", "an existing name is SERVFAIL, not NXDOMAIN, before sync");
     assert.equal((await ask(`missing.${ns}.svc.${ZONE}`)).status, "SERVFAIL");
     // Give it its API server back: it lists, syncs and answers.
-    startInMember([
-      "api-relay",
-      "--from",
-      `tcp:${network.nodeAddress}:${MEMBER_API_PORT}`,
-      "--to",
-      `unix:${apiSocketPath(cs.paths, west)}`,
-    ]);
+    const apiserverPort = cs.record.clusters.find((c) => c.name === west)!.apiserverPort;
+    startInMember(
+      [
+        "api-relay",
+        "--from",
+        `unix:${apiSocketPath(cs.paths, west)}`,
+        "--to",
+        `tcp:127.0.0.1:${apiserverPort}`,
+      ],
+      true,
+    );
     const synced = await eventually(
       "the DNS to sync",
       async () => {

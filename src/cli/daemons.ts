@@ -5,6 +5,8 @@
  */
 import { Command } from "commander";
 import { DEFAULT_HUB_NAMESPACE } from "../api/meridian.js";
+import { registerDnsCommand } from "./dns.js";
+import { registerGatewayCommands } from "./gateway.js";
 
 export class DaemonFlagError extends Error {}
 
@@ -15,9 +17,12 @@ export function parseDuration(value: string): number {
   return m[2] === "ms" ? n : m[2] === "m" ? n * 60_000 : n * 1000;
 }
 
-export const DAEMON_COMMANDS = ["controller"];
+/** Subcommands `bin/meridian.js` starts through this light module. */
+export const DAEMON_COMMANDS = ["controller", "dns", "api-relay", "gateway"];
 
 export function registerDaemonCommands(program: Command): void {
+  registerDnsCommand(program);
+  registerGatewayCommands(program);
   program
     .command("controller")
     .description("run the mcs-controller against a hub cluster")

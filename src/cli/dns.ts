@@ -5,6 +5,7 @@ import { UserError } from "../local/state.js";
 interface DnsCommandOptions {
   kubeconfig?: string;
   context?: string;
+  apiSocket?: string;
   listen: string;
   metrics?: string;
   ttl: string;
@@ -22,24 +23,31 @@ export function registerDnsCommand(program: Command): void {
   program
     .command("api-relay", { hidden: true })
     .description("relay connections from one address to another (local clusterset plumbing)")
-    .requiredOption("--from <endpoint>", "unix:/PATH or tcp:HOST:PORT to accept connections on")
-    .requiredOption("--to <endpoint>", "unix:/PATH or tcp:HOST:PORT to connect each one to")
-    .action(async (opts: { from: string; to: string }) => {
+    .requiredOption(
+      "--from <endpoint...>",
+      "unix:/PATH or tcp:HOST:PORT to accept connections on (repeatable)",
+    )
+    .requiredOption(
+      "--to <endpoint...>",
+      "unix:/PATH or tcp:HOST:PORT to connect each one to (one per --from)",
+    )
+    .action(async (opts: { from: string[]; to: string[] }) => {
       const { parseRelayEndpoint, startRelay } = await import("../local/apirelay.js");
-      let from, to;
-      try {
-        from = parseRelayEndpoint("--from", opts.from);
-        to = parseRelayEndpoint("--to", opts.to);
-      } catch (error) {
-        throw new UserError((error as Error).message);
-      }
+      if (opts.from.length !== opts.to.length) throw new UserError("give one --to for every --from");
+      const pairs = opts.from.map((f, i) => {
+        try {
+          return { from: parseRelayEndpoint("--from", f), to: parseRelayEndpoint("--to", opts.to[i]!) };
+        } catch (error) {
+          throw new UserError((error as Error).message);
+        }
+      });
       const log = (line: string): void => void process.stderr.write(`${new Date().toISOString()} ${line}\n`);
-      const server = await startRelay(from, to, log);
+      const servers = await Promise.all(pairs.map((p) => startRelay(p.from, p.to, log)));
       await new Promise<void>((resolve) => {
         process.once("SIGTERM", resolve);
         process.once("SIGINT", resolve);
       });
-      server.close();
+      for (const server of servers) server.close();
     });
 
   program
@@ -52,6 +60,7 @@ export function registerDnsCommand(program: Command): void {
       "kubeconfig of the member's own API server (default: in-cluster credentials)",
     )
     .option("--context <name>", "kubeconfig context (default: its current context)")
+    .option("--api-socket <path>", "reach the API server through this Unix socket (local clusterset)")
     .option("--listen <host:port>", "UDP and TCP address to answer on", "127.0.0.1:53")
     .option("--metrics <host:port>", "serve /metrics, /ready and /healthz over HTTP here")
     .option("--ttl <seconds>", "TTL of answers and the SOA minimum (0-3600)", "5")
@@ -86,6 +95,7 @@ export function registerDnsCommand(program: Command): void {
         startDnsDaemon({
           kubeconfig: opts.kubeconfig,
           context: opts.context,
+          apiSocket: opts.apiSocket,
           listen,
           metrics,
           ttl,

@@ -10,8 +10,6 @@ import { resolveStateDir, StatePaths, UserError } from "../local/state.js";
 import { ClusterClient, isNotFound } from "../kube/client.js";
 import { isAlive } from "../local/processes.js";
 import { parseOutputFormat, renderStructured, renderTable } from "./output.js";
-import { registerDnsCommand } from "./dns.js";
-import { registerGatewayCommands } from "./gateway.js";
 import { collectServices, registerMcsCommands, type ExportSummary, type ImportSummary } from "./mcs.js";
 import { registerDaemonCommands } from "./daemons.js";
 
@@ -258,8 +256,6 @@ export function buildProgram(): Command {
       await new Promise((resolve) => server.close(resolve));
     });
 
-  registerDnsCommand(program);
-  registerGatewayCommands(program);
   registerMcsCommands(program);
   registerDaemonCommands(program);
 

@@ -9,7 +9,12 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { KubernetesObject, V1EndpointSlice, V1Namespace } from "@kubernetes/client-node";
-import { KubeConfig } from "@kubernetes/client-node";
+import {
+  credentialsFromFile,
+  inClusterCredentials,
+  viaSocket,
+  type ClusterCredentials,
+} from "../kube/credentials.js";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { LABEL_SERVICE_NAME } from "../api/mcs.js";
@@ -34,6 +39,8 @@ export interface DnsDaemonOptions {
   readonly kubeconfig?: string;
   /** Context of that kubeconfig; its current context when unset. */
   readonly context?: string;
+  /** Reach the API server through this Unix socket (the local clusterset's relay). */
+  readonly apiSocket?: string;
   readonly listen: HostPort;
   /** Where /metrics, /ready and /healthz are served; none when unset. */
   readonly metrics?: HostPort;
@@ -60,42 +67,43 @@ const QTYPE_NAMES = new Map<number, string>(Object.entries(RRType).map(([name, c
 const RCODE_NAMES = new Map<number, string>(Object.entries(Rcode).map(([name, code]) => [code, name]));
 
 /**
- * Loads a kubeconfig and selects a context, with errors that name the file and the context. Without
- * a file, uses the Pod's in-cluster credentials (a Deployment in a real cluster).
+ * The member's API credentials, with errors that name the file and the context. Without a file,
+ * the Pod's in-cluster service account (a Deployment in a real cluster). Loaded without
+ * client-node, which would cost this small daemon ~67 MB.
  */
-export function loadKubeConfig(file: string | undefined, context: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
+export async function loadCredentials(
+  file: string | undefined,
+  context: string | undefined,
+  apiSocket: string | undefined,
+): Promise<{ name: string; credentials: ClusterCredentials }> {
+  let credentials: ClusterCredentials;
   if (file === undefined) {
     if (!process.env["KUBERNETES_SERVICE_HOST"]) {
       throw new Error("--kubeconfig is required outside a Kubernetes Pod (no in-cluster configuration)");
     }
-    kc.loadFromCluster();
-    return kc;
-  }
-  try {
-    kc.loadFromFile(file);
-  } catch (error) {
-    throw new Error(`cannot read kubeconfig ${file}: ${(error as Error).message}`, { cause: error });
-  }
-  if (context !== undefined) {
-    if (!kc.getContextObject(context)) {
-      const known = kc.getContexts().map((c) => c.name);
-      throw new Error(`kubeconfig ${file} has no context "${context}" (it has: ${known.join(", ")})`);
+    credentials = inClusterCredentials();
+  } else {
+    try {
+      credentials = await credentialsFromFile(file, context);
+    } catch (error) {
+      throw new Error(`cannot use kubeconfig ${file}: ${(error as Error).message}`, { cause: error });
     }
-    kc.setCurrentContext(context);
   }
-  if (!kc.getCurrentCluster()?.server) {
-    throw new Error(`kubeconfig ${file} names no server for context "${kc.getCurrentContext()}"`);
-  }
-  return kc;
+  return {
+    name: context ?? "member",
+    credentials: apiSocket ? viaSocket(credentials, apiSocket) : credentials,
+  };
 }
 
 /** Starts watching, serving DNS and (optionally) metrics. Rejects if a socket cannot be bound. */
 export async function startDnsDaemon(options: DnsDaemonOptions): Promise<DnsDaemon> {
   const { logger } = options;
-  const kubeConfig = loadKubeConfig(options.kubeconfig, options.context);
-  const clusterName = kubeConfig.getCurrentContext();
-  const rest = new RestClient(clusterName, kubeConfig, { maxSockets: 8 });
+  const { name: clusterName, credentials } = await loadCredentials(
+    options.kubeconfig,
+    options.context,
+    options.apiSocket,
+  );
+  const rest = new RestClient(clusterName, credentials, { maxSockets: 8 });
   const zone = new ClusterSetZone();
   const registry = new Registry();
   const metrics = createMetrics(registry, zone);

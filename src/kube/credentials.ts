@@ -11,7 +11,21 @@ import { parse } from "yaml";
 /** What RestClient needs: where the server is, and how to authenticate a request. */
 export interface ClusterCredentials {
   server: string;
+  /**
+   * Reach the server through this Unix socket (TLS still runs end to end, verified against the
+   * server URL's host name): how processes inside a local member's network reach its API server.
+   */
+  socketPath?: string;
   applyToHTTPSOptions(opts: https.RequestOptions): Promise<void>;
+}
+
+/** The same credentials, connecting through a Unix socket. */
+export function viaSocket(credentials: ClusterCredentials, socketPath: string): ClusterCredentials {
+  return {
+    server: credentials.server,
+    socketPath,
+    applyToHTTPSOptions: (o) => credentials.applyToHTTPSOptions(o),
+  };
 }
 
 interface RawKubeconfig {

@@ -68,6 +68,15 @@ export class RestClient {
       headers: { Accept: "application/json" },
     };
     await this.credentials.applyToHTTPSOptions(base);
+    if (this.credentials.socketPath) {
+      // Node connects to socketPath instead of host:port; the certificate is still checked
+      // against the server URL's host name.
+      base.socketPath = this.credentials.socketPath;
+      base.servername = url.hostname;
+      delete base.port;
+      delete base.hostname;
+      (base.headers as Record<string, string>)["Host"] = url.host;
+    }
     this.agent ??=
       url.protocol === "https:"
         ? new https.Agent({

@@ -3,16 +3,17 @@
  *
  * The API servers listen on 127.0.0.1 in the host's network namespace, which processes inside a
  * member's node namespace cannot reach, and the host namespace may get no address of ours. A Unix
- * socket bound to a path is reachable from every network namespace (it lives in the filesystem), so:
+ * socket bound to a path is reachable from every network namespace (it lives in the filesystem), so
+ * one host-side relay process (`api-relay`) listens on a socket per member and connects each to
+ * that member's API server:
  *
- *   host namespace                         member node namespace
- *   127.0.0.1:<apiserverPort>  ◀── relay ── DIR/run/<cluster>-apiserver.sock ◀── relay ── <nodeAddress>:6443
- *        (`<cluster>-api-socket`)                                      (`<cluster>-api-relay`)
+ *   member node namespace                     host namespace
+ *   DNS / gateway ── TLS over ──▶ DIR/run/<cluster>-apiserver.sock ── relay ──▶ 127.0.0.1:<port>
  *
- * Bytes are relayed untouched, so TLS is end to end; the API server's certificate already names
- * the node address. `DIR/clusters/<cluster>/kubeconfig` points at `https://<nodeAddress>:6443`:
- * any process in the member's network (DNS now, the gateway next) uses it like a kubeconfig of a
- * real cluster.
+ * Bytes are relayed untouched, so TLS is end to end, checked against `localhost` (a name the API
+ * server's certificate carries). `DIR/clusters/<cluster>/kubeconfig` holds the credentials; the
+ * process passes the socket separately (`meridian dns --api-socket`), since a kubeconfig cannot
+ * name one.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
@@ -25,17 +26,17 @@ import type { ComponentContext } from "./components.js";
 import { pkiFor } from "./controlplane.js";
 import type { ClusterRecord, StatePaths } from "./state.js";
 
-/** Port of the in-member relay; the address is the member's node address. */
-export const MEMBER_API_PORT = 6443;
 /** Longest path a Unix socket address can hold on Linux (sun_path is 108 bytes with its NUL). */
 const MAX_SOCKET_PATH = 107;
 // Generous: on a loaded 2-core machine a cold `meridian` start (tsx, no fresh dist/) takes seconds.
 const SOCKET_WAIT_MS = 60_000;
 
 export interface MemberApiAccess {
-  /** Kubeconfig (admin credentials) whose server is the in-member relay. */
+  /** The relay's Unix socket for this member. */
+  readonly socket: string;
+  /** Kubeconfig (admin credentials) to use through `socket`. */
   readonly kubeconfig: string;
-  /** `https://<nodeAddress>:6443`. */
+  /** `https://localhost:<port>`: the name the API server's certificate carries. */
   readonly server: string;
 }
 
@@ -47,40 +48,60 @@ export function memberKubeconfigPath(paths: StatePaths, cluster: string): string
   return path.join(paths.clusterDir(cluster), "kubeconfig");
 }
 
+/** The relay process of a clusterset: one for every member, so that `up` starts one process. */
+export const API_RELAY_PROCESS = "api-relay";
+
+const relayStarts = new WeakMap<ComponentContext, Promise<void>>();
+
 /**
- * Starts (or keeps) both relays of a member and writes its in-member kubeconfig. Idempotent; safe
- * to call from several components. Resolves once the in-member address accepts connections.
+ * Starts (or keeps) the clusterset's API relay: one host-side process that listens on a Unix
+ * socket per member (`DIR/run/<cluster>-apiserver.sock`) and connects it to that member's API
+ * server on the host's loopback. Path-based Unix sockets cross network namespaces, so processes
+ * in a member's network reach their API server through it, with TLS end to end.
+ */
+function ensureApiRelay(ctx: ComponentContext): Promise<void> {
+  let started = relayStarts.get(ctx);
+  if (!started) {
+    started = (async () => {
+      const members = ctx.record.clusters.filter((c) => c.network);
+      const args: string[] = ["api-relay"];
+      for (const c of members) {
+        const socket = apiSocketPath(ctx.paths, c.name);
+        if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
+          throw new Error(
+            `the API relay socket path ${socket} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter --state-dir`,
+          );
+        }
+        mkdirSync(path.dirname(socket), { recursive: true });
+        args.push("--from", `unix:${socket}`, "--to", `tcp:127.0.0.1:${c.apiserverPort}`);
+      }
+      startComponentProcess(ctx, { name: API_RELAY_PROCESS, argv: meridianCommand(...args) });
+      await Promise.all(
+        members.map((c) =>
+          waitForSocket(
+            apiSocketPath(ctx.paths, c.name),
+            `the API relay (${ctx.paths.logFile(API_RELAY_PROCESS)})`,
+          ),
+        ),
+      );
+    })();
+    relayStarts.set(ctx, started);
+  }
+  return started;
+}
+
+/**
+ * API access for processes inside a member's network: a kubeconfig (server `https://localhost`,
+ * which the API server's certificate names) to use with the member's relay socket (pass both;
+ * see `viaSocket`). Idempotent; safe to call from several components.
  */
 export async function ensureMemberApiAccess(
   ctx: ComponentContext,
   cluster: ClusterRecord,
 ): Promise<MemberApiAccess> {
-  const network = cluster.network;
-  if (!network) throw new Error(`${cluster.name} is not a member: it has no network of its own`);
-  const socket = apiSocketPath(ctx.paths, cluster.name);
-  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-    throw new Error(
-      `the API relay socket path ${socket} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter --state-dir`,
-    );
-  }
-  mkdirSync(path.dirname(socket), { recursive: true });
-  startComponentProcess(ctx, {
-    name: `${cluster.name}-api-socket`,
-    argv: meridianCommand(
-      "api-relay",
-      "--from",
-      `unix:${socket}`,
-      "--to",
-      `tcp:127.0.0.1:${cluster.apiserverPort}`,
-    ),
-  });
-  const inMember = `${network.nodeAddress}:${MEMBER_API_PORT}`;
-  startComponentProcess(ctx, {
-    name: `${cluster.name}-api-relay`,
-    argv: meridianCommand("api-relay", "--from", `tcp:${inMember}`, "--to", `unix:${socket}`),
-    networkNamespace: network.nodeNamespace,
-  });
-  const server = `https://${inMember}`;
+  if (!cluster.network) throw new Error(`${cluster.name} is not a member: it has no network of its own`);
+  await ensureApiRelay(ctx);
+  const server = `https://localhost:${cluster.apiserverPort}`;
   const kubeconfig = memberKubeconfigPath(ctx.paths, cluster.name);
   const pki = pkiFor(ctx.paths, cluster.name);
   writeSecretFile(
@@ -95,11 +116,7 @@ export async function ensureMemberApiAccess(
       },
     ]),
   );
-  await waitForSocket(
-    socket,
-    `${cluster.name}'s API relay (${ctx.paths.logFile(`${cluster.name}-api-socket`)})`,
-  );
-  return { kubeconfig, server };
+  return { kubeconfig, server, socket: apiSocketPath(ctx.paths, cluster.name) };
 }
 
 async function waitForSocket(socketPath: string, what: string): Promise<void> {

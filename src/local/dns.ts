@@ -48,6 +48,8 @@ async function ensureMemberDns(ctx: ComponentContext, cluster: ClusterRecord): P
       "dns",
       "--kubeconfig",
       access.kubeconfig,
+      "--api-socket",
+      access.socket,
       "--listen",
       dnsAddress(network),
       "--metrics",
