@@ -291,6 +291,9 @@ export class Gateway {
         throw err;
       }
       const rtt = Number(process.hrtime.bigint() - started) / 1e6;
+      // A peer coming back from unhealthy is a restarted or reconnected gateway: what it said
+      // before about its services (e.g. "no endpoints") no longer holds.
+      if (this.health.isProbeUnhealthy(clusterId)) this.serviceHealth.forgetPrefix(`${clusterId}/`);
       this.health.probeResult(clusterId, true, rtt);
       this.metrics.probeRtt.observe({ cluster: clusterId }, rtt / 1000);
       this.metrics.probes.inc({ cluster: clusterId, result: "ok" });

@@ -119,6 +119,16 @@ export class HealthTracker {
   forget(key: string): void {
     this.keys.delete(key);
   }
+
+  /** Forgets every key starting with `prefix` (e.g. all services of one peer). */
+  forgetPrefix(prefix: string): void {
+    for (const key of this.keys.keys()) if (key.startsWith(prefix)) this.keys.delete(key);
+  }
+
+  /** Whether the last probe of `key` failed enough times to take it out. */
+  isProbeUnhealthy(key: string): boolean {
+    return this.keys.get(key)?.probe === "unhealthy";
+  }
 }
 
 /** The next delay of a jittered ticker: `interval` ± `jitter` (fraction), so peers do not probe in lockstep. */

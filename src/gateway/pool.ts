@@ -71,7 +71,11 @@ export class PeerConnector {
       const entry = this.idle.pop()!;
       entry.socket.off("close", entry.onGone);
       entry.socket.off("data", entry.onGone);
-      if (entry.socket.destroyed || now - entry.since > this.options.idleTtlMs) {
+      entry.socket.off("end", entry.onGone);
+      // Paused until the stream reads its reply, so no byte is emitted with nobody listening.
+      entry.socket.pause();
+      const usable = !entry.socket.destroyed && !entry.socket.readableEnded && entry.socket.writable;
+      if (!usable || now - entry.since > this.options.idleTtlMs) {
         entry.socket.destroy();
         continue;
       }
@@ -88,7 +92,7 @@ export class PeerConnector {
 
   /** Gives back a connection whose stream ended cleanly. */
   release(socket: TLSSocket): void {
-    if (this.closed || socket.destroyed || this.idle.length >= this.options.maxIdle) {
+    if (this.closed || socket.destroyed || socket.readableEnded || this.idle.length >= this.options.maxIdle) {
       socket.destroy();
       return;
     }
@@ -97,8 +101,9 @@ export class PeerConnector {
 
   private park(socket: TLSSocket): void {
     if (this.closed) return void socket.destroy();
-    socket.pause();
-    // While idle the peer must stay silent; data or a close means the connection is unusable.
+    // While idle the peer must stay silent; data, its end (a FIN: the peer is going away) or a
+    // close means the connection is unusable. The socket flows while parked: a paused socket
+    // would not notice a FIN, and a half-closed connection would be handed to the next stream.
     const entry: Idle = {
       socket,
       since: this.clock(),
@@ -111,6 +116,8 @@ export class PeerConnector {
     };
     socket.once("close", entry.onGone);
     socket.once("data", entry.onGone);
+    socket.once("end", entry.onGone);
+    socket.resume();
     this.idle.push(entry);
     this.updateGauge();
   }

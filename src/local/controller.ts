@@ -38,7 +38,30 @@ export function controllerMetricsAddress(paths: StatePaths): string | undefined 
 registerLocalComponent({
   name: "controller",
   async ensure(ctx) {
+    // The controller starts first: it picks up each Cluster as its join registers it, so its
+    // start-up overlaps the joins instead of following them.
+    let address = controllerMetricsAddress(ctx.paths);
+    if (!address) {
+      const port = await freePort();
+      writeSecretFile(metricsPortFile(ctx.paths), String(port));
+      address = `127.0.0.1:${port}`;
+    }
     const hub = ClusterClient.fromFile(ctx.paths.kubeconfig, "hub");
+    // The controller's Lease lives in this namespace: create it before the controller campaigns.
+    await hub.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: DEFAULT_HUB_NAMESPACE } });
+    startComponentProcess(ctx, {
+      name: CONTROLLER_PROCESS,
+      argv: meridianCommand(
+        "controller",
+        "--kubeconfig",
+        ctx.paths.kubeconfig,
+        "--context",
+        "hub",
+        "--metrics",
+        address,
+        "--leader-elect",
+      ),
+    });
     const members = ctx.record.clusters.filter((c) => c.role === "member");
     await Promise.all(
       members.map(async (c) => {
@@ -60,25 +83,6 @@ registerLocalComponent({
         ctx.log(`${c.name}: joined the clusterset`);
       }),
     );
-    let address = controllerMetricsAddress(ctx.paths);
-    if (!address) {
-      const port = await freePort();
-      writeSecretFile(metricsPortFile(ctx.paths), String(port));
-      address = `127.0.0.1:${port}`;
-    }
-    startComponentProcess(ctx, {
-      name: CONTROLLER_PROCESS,
-      argv: meridianCommand(
-        "controller",
-        "--kubeconfig",
-        ctx.paths.kubeconfig,
-        "--context",
-        "hub",
-        "--metrics",
-        address,
-        "--leader-elect",
-      ),
-    });
   },
   describe(ctx, cluster) {
     if (cluster.role !== "hub") return undefined;
