@@ -20,7 +20,14 @@ test("gateway processes, in a private network namespace", { timeout: 15 * 60_000
   execFileSync("ip", ["-n", namespace, "link", "set", "lo", "up"]);
   // The namespace's own port range (the host's is untouched): room for the stress test's
   // TIME_WAIT sockets and the tests after it.
-  execFileSync("ip", ["netns", "exec", namespace, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"]);
+  execFileSync("ip", [
+    "netns",
+    "exec",
+    namespace,
+    "sysctl",
+    "-qw",
+    "net.ipv4.ip_local_port_range=1024 65535",
+  ]);
   const file = path.join(path.dirname(new URL(import.meta.url).pathname), "gateway-processes.ts");
   // Without NODE_TEST_CONTEXT the inner runner does not mistake itself for a nested run (which
   // would skip every file and still exit 0).
