@@ -604,7 +604,12 @@ export class Gateway {
           return undefined;
         }
         tunnel.destroy();
-        if (warm && round === 0) continue;
+        if (warm && round === 0) {
+          // A dead warm connection means its idle siblings are likely stale too (the peer restarted
+          // or rotated its certificate): drop them, so the retry dials fresh.
+          connector.flush();
+          continue;
+        }
         this.health.connectResult(clusterId, false);
         return undefined;
       }
