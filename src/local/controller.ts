@@ -47,7 +47,9 @@ registerLocalComponent({
       address = `127.0.0.1:${port}`;
     }
     const hub = ClusterClient.fromFile(ctx.paths.kubeconfig, "hub");
-    // The controller's Lease lives in this namespace: create it before the controller campaigns.
+    // The hub namespace holds the Clusters and their credentials. One replica runs here, without
+    // leader election: a replica that loses its Lease exits (it must stop writing), and in the
+    // local clusterset nothing would restart it, e.g. after a CPU-starved renewal.
     await hub.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: DEFAULT_HUB_NAMESPACE } });
     startComponentProcess(ctx, {
       name: CONTROLLER_PROCESS,
@@ -59,7 +61,6 @@ registerLocalComponent({
         "hub",
         "--metrics",
         address,
-        "--leader-elect",
       ),
     });
     const members = ctx.record.clusters.filter((c) => c.role === "member");
