@@ -9,9 +9,10 @@ import { CLUSTER_ID_PROPERTY, CLUSTERSET_PROPERTY, MCS_API_VERSION } from "../sr
 import { CLUSTER_API_VERSION, type Cluster } from "../src/api/meridian.js";
 import { createStaticPod } from "../src/local/pods.js";
 import { readProcessRecord } from "../src/local/processes.js";
-import { clusterset, eventually, meridian, testNamespace, type TestClusterset } from "./harness.js";
+import { privateClusterset, eventually, meridian, testNamespace, type TestClusterset } from "./harness.js";
 
-const cs: TestClusterset = await clusterset();
+// A clusterset of its own: these tests kill API servers, revoke credentials and make members leave.
+const cs: TestClusterset = await privateClusterset(3, ["controller"]);
 
 async function exportedService(ns: string, cluster: string, name: string, ip: string): Promise<void> {
   const c = cs.client(cluster);
