@@ -67,7 +67,8 @@ export function clusterset(): Promise<TestClusterset> {
 export async function privateClusterset(members = 1, components?: string[]): Promise<TestClusterset> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "meridian-private-"));
   after(async () => {
-    await down(dir, true);
+    // MERIDIAN_TEST_KEEP=1 keeps the state dir (logs included) for a post-mortem.
+    await down(dir, !process.env["MERIDIAN_TEST_KEEP"]);
   });
   await up({ stateDir: dir, members, components });
   return describeClusterset(dir);

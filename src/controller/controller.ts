@@ -87,8 +87,9 @@ export class Controller {
     this.clusters = new Reflector<Cluster & KubernetesObject>(opts.hub, Resources.clusters, {
       namespace: opts.namespace,
       onEvent: (e) => {
-        if (e.type === "DELETED") void this.removeMember(e.object.metadata.name!);
-        else this.track(this.ensureMember(e.object));
+        const name = e.object.metadata.name!;
+        if (e.type === "DELETED") this.track(this.serialized(name, () => this.removeMember(name)));
+        else this.track(this.serialized(name, () => this.ensureMember(name)));
       },
       onLifecycle: (e) => {
         if (e.kind === "watch-error")
@@ -193,8 +194,22 @@ export class Controller {
     }
   }
 
-  private async ensureMember(cluster: Cluster): Promise<void> {
-    const name = cluster.metadata.name!;
+  private readonly memberChains = new Map<string, Promise<void>>();
+
+  /** Runs membership changes of one Cluster one at a time, in event order. */
+  private serialized(name: string, change: () => Promise<void>): Promise<void> {
+    const next = (this.memberChains.get(name) ?? Promise.resolve()).then(change, change);
+    this.memberChains.set(name, next);
+    void next.finally(() => {
+      if (this.memberChains.get(name) === next) this.memberChains.delete(name);
+    });
+    return next;
+  }
+
+  private async ensureMember(name: string): Promise<void> {
+    // The newest version of the Cluster: events queued behind a slow change may be stale.
+    const cluster = this.clusters.get(this.opts.namespace, name);
+    if (!cluster) return;
     const existing = this.members.get(name);
     try {
       const creds = await this.readCredentials(cluster);

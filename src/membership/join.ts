@@ -116,6 +116,35 @@ async function listClusters(hub: ClusterClient, namespace: string): Promise<Clus
   return list.items;
 }
 
+const MEMBER_NAMESPACE_GONE_TIMEOUT_MS = 60_000;
+
+/**
+ * Waits until the member's Meridian namespace, being deleted by an earlier leave, is gone. Joining
+ * while it terminates would hand the hub the old token, which dies with the namespace moments later.
+ */
+async function waitForMemberNamespaceGone(member: ClusterClient, log: (line: string) => void): Promise<void> {
+  const deadline = Date.now() + MEMBER_NAMESPACE_GONE_TIMEOUT_MS;
+  let said = false;
+  for (;;) {
+    const ns = await member.read({
+      apiVersion: "v1",
+      kind: "Namespace",
+      metadata: { name: MEMBER_NAMESPACE },
+    });
+    if (!ns?.metadata?.deletionTimestamp) return;
+    if (!said)
+      log(`namespace ${MEMBER_NAMESPACE} in the member is still being deleted; waiting for it to go`);
+    said = true;
+    if (Date.now() > deadline) {
+      throw new UserError(
+        `namespace ${MEMBER_NAMESPACE} in the member has been terminating for over ${MEMBER_NAMESPACE_GONE_TIMEOUT_MS / 1000}s; ` +
+          `see 'kubectl get namespace ${MEMBER_NAMESPACE} -o yaml' (status.conditions) in the member, then join again`,
+      );
+    }
+    await sleep(250);
+  }
+}
+
 async function waitForToken(
   member: ClusterClient,
   secretName: string,
@@ -177,8 +206,9 @@ export async function join(opts: JoinOptions): Promise<Cluster> {
     );
   }
 
-  log(`${opts.name}: creating Meridian's identity in the member`);
   const m = opts.member;
+  await waitForMemberNamespaceGone(m, (line) => log(`${opts.name}: ${line}`));
+  log(`${opts.name}: creating Meridian's identity in the member`);
   await m.apply(
     {
       apiVersion: "v1",
@@ -391,5 +421,7 @@ export async function leave(opts: LeaveOptions): Promise<{ memberCleaned: boolea
     metadata: { name: CONTROLLER_IDENTITY },
   });
   await m.deleteIfExists({ apiVersion: "v1", kind: "Namespace", metadata: { name: MEMBER_NAMESPACE } });
+  // Its ServiceAccount, and so the token the hub held, lives until the namespace is gone.
+  await waitForMemberNamespaceGone(m, (line) => log(`${opts.name}: ${line}`));
   return { memberCleaned: true };
 }
