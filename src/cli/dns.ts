@@ -11,6 +11,7 @@ interface DnsCommandOptions {
   ttl: string;
   zone: string;
   logLevel: string;
+  readyFile?: string;
 }
 
 const LOG_LEVELS = ["debug", "info", "warn", "error"];
@@ -66,6 +67,10 @@ export function registerDnsCommand(program: Command): void {
     .option("--ttl <seconds>", "TTL of answers and the SOA minimum (0-3600)", "5")
     .option("--zone <domain>", "the zone served", "clusterset.local")
     .option("--log-level <level>", `log level: ${LOG_LEVELS.join(", ")}`, "info")
+    .option(
+      "--ready-file <path>",
+      "create this file once the caches are synced (for supervisors outside the server's network)",
+    )
     .action(async (opts: DnsCommandOptions) => {
       const { parseHostPort, startDnsDaemon } = await import("../dns/daemon.js");
       const { pino } = await import("pino");
@@ -105,11 +110,18 @@ export function registerDnsCommand(program: Command): void {
       ).catch((error: unknown) => {
         throw error instanceof UserError ? error : new UserError((error as Error).message);
       });
+      const { writeFileSync, rmSync } = await import("node:fs");
+      const readyFile = opts.readyFile;
+      if (readyFile) {
+        rmSync(readyFile, { force: true });
+        void daemon.synced.then(() => writeFileSync(readyFile, `${process.pid}\n`));
+      }
       await new Promise<void>((resolve) => {
         process.once("SIGTERM", resolve);
         process.once("SIGINT", resolve);
       });
       logger.info("stopping");
+      if (readyFile) rmSync(readyFile, { force: true });
       await daemon.close();
     });
 }

@@ -59,7 +59,7 @@ const relayStarts = new WeakMap<ComponentContext, Promise<void>>();
  * server on the host's loopback. Path-based Unix sockets cross network namespaces, so processes
  * in a member's network reach their API server through it, with TLS end to end.
  */
-function ensureApiRelay(ctx: ComponentContext): Promise<void> {
+export function ensureApiRelay(ctx: ComponentContext): Promise<void> {
   let started = relayStarts.get(ctx);
   if (!started) {
     started = (async () => {

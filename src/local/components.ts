@@ -28,6 +28,11 @@ export interface LocalComponent {
    * CRDs. Called on every `up`, fresh or resumed: it must be idempotent.
    */
   ensure(ctx: ComponentContext): Promise<void>;
+  /**
+   * Optional: starts what needs only the control planes' addresses, not their readiness, while
+   * they boot (e.g. a relay to them). `ensure` follows with the same context.
+   */
+  prepare?(ctx: ComponentContext): Promise<void>;
   /** Extra, component-specific facts for `meridian status -o json`, per cluster (optional). */
   describe?(
     ctx: Omit<ComponentContext, "bins" | "log">,

@@ -97,9 +97,20 @@ export function apiserverCommand(
     "--disable-admission-plugins=ServiceAccount",
     "--allow-privileged=true",
     "--profiling=false",
+    "--enable-priority-and-fairness=false",
+    `--runtime-config=${UNUSED_API_GROUPS.map((g) => `${g}=false`).join(",")}`,
     "--v=1",
   ];
 }
+
+const UNUSED_API_GROUPS = [
+  "autoscaling/v1",
+  "autoscaling/v2",
+  "batch/v1",
+  "policy/v1",
+  "resource.k8s.io/v1",
+  "flowcontrol.apiserver.k8s.io/v1",
+];
 
 export function kcmCommand(
   bins: Binaries,
@@ -138,21 +149,32 @@ export interface HealthOptions {
   timeoutMs?: number;
 }
 
+/**
+ * A keep-alive agent holding the TLS settings of `opts`: polling through it costs one handshake
+ * and one parsed CA, not one per poll (start-up is CPU-bound on small machines).
+ */
+function probeAgent(opts: HealthOptions): https.Agent {
+  return new https.Agent({
+    keepAlive: true,
+    maxSockets: 1,
+    ca: opts.caFile ? readFileSync(opts.caFile) : undefined,
+    cert: opts.certFile ? readFileSync(opts.certFile) : undefined,
+    key: opts.keyFile ? readFileSync(opts.keyFile) : undefined,
+    rejectUnauthorized: Boolean(opts.caFile),
+  });
+}
+
 /** One GET; true on HTTP 200. Never throws. */
-export function probe(opts: HealthOptions): Promise<boolean> {
+export function probe(opts: HealthOptions, agent?: https.Agent): Promise<boolean> {
+  const url = new URL(opts.url);
+  if (url.protocol === "https:" && !agent) {
+    const once = probeAgent(opts);
+    return probe(opts, once).finally(() => once.destroy());
+  }
   return new Promise((resolve) => {
-    const url = new URL(opts.url);
     const common = { method: "GET", timeout: opts.timeoutMs ?? 1000 };
     const req =
-      url.protocol === "https:"
-        ? https.request(url, {
-            ...common,
-            ca: opts.caFile ? readFileSync(opts.caFile) : undefined,
-            cert: opts.certFile ? readFileSync(opts.certFile) : undefined,
-            key: opts.keyFile ? readFileSync(opts.keyFile) : undefined,
-            rejectUnauthorized: Boolean(opts.caFile),
-          })
-        : http.request(url, common);
+      url.protocol === "https:" ? https.request(url, { ...common, agent }) : http.request(url, common);
     req.on("response", (res) => {
       res.resume();
       resolve(res.statusCode === 200);
@@ -172,10 +194,15 @@ export async function waitHealthy(
   alive: () => boolean,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await probe({ ...opts, timeoutMs: 1000 })) return;
-    if (!alive()) throw new Error(`${what} exited during start-up; see ${logFile}:\n${tail(logFile, 15)}`);
-    await new Promise((r) => setTimeout(r, 100));
+  const agent = new URL(opts.url).protocol === "https:" ? probeAgent(opts) : undefined;
+  try {
+    while (Date.now() < deadline) {
+      if (await probe({ ...opts, timeoutMs: 1000 }, agent)) return;
+      if (!alive()) throw new Error(`${what} exited during start-up; see ${logFile}:\n${tail(logFile, 15)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    agent?.destroy();
   }
   throw new Error(
     `${what} did not become healthy at ${opts.url} within ${timeoutMs / 1000}s; see ${logFile}:\n${tail(logFile, 15)}`,

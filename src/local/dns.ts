@@ -4,9 +4,11 @@
  * server (reached through the in-member API relay, see apirelay.ts). Commands run with
  * `meridian exec <member>` and processes run with `meridian run` get it as their resolver.
  */
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { tail } from "./controlplane.js";
-import { ensureMemberApiAccess } from "./apirelay.js";
+import { ensureApiRelay, ensureMemberApiAccess } from "./apirelay.js";
 import { meridianCommand, registerLocalComponent, startComponentProcess } from "./components.js";
 import type { ComponentContext } from "./components.js";
 import { isAlive } from "./processes.js";
@@ -42,6 +44,7 @@ async function ensureMemberDns(ctx: ComponentContext, cluster: ClusterRecord): P
   const network = cluster.network!;
   const access = await ensureMemberApiAccess(ctx, cluster);
   const name = dnsProcessName(cluster.name);
+  const readyFile = path.join(ctx.paths.dir, "run", `${name}.ready`);
   const proc = startComponentProcess(ctx, {
     name,
     argv: meridianCommand(
@@ -56,19 +59,24 @@ async function ensureMemberDns(ctx: ComponentContext, cluster: ClusterRecord): P
       `${network.nodeAddress}:${DNS_METRICS_PORT}`,
       "--zone",
       DNS_ZONE,
+      "--ready-file",
+      readyFile,
     ),
     networkNamespace: network.nodeNamespace,
   });
   useMemberDns(network.nodeNamespace, network);
   // Ready means synced: until then every missing name is SERVFAIL, which tests and users would see.
+  // The ready file costs nothing to poll; the HTTP probe (a process in the member's network) is
+  // the fallback for a server started without one, once a second.
   const logFile = ctx.paths.logFile(name);
   const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (await readyInMember(network)) return;
+  for (let attempt = 1; Date.now() < deadline; attempt++) {
+    if (existsSync(readyFile)) return;
+    if (attempt % 20 === 0 && (await readyInMember(network))) return;
     if (!isAlive(proc)) {
       throw new Error(`${name} exited while starting; last lines of ${logFile}:\n${tail(logFile, 10)}`);
     }
-    await sleep(100);
+    await sleep(50);
   }
   throw new Error(`${name} did not sync its caches within ${READY_TIMEOUT_MS / 1000}s; see ${logFile}`);
 }
@@ -96,6 +104,7 @@ async function readyInMember(network: MemberNetwork): Promise<boolean> {
 
 registerLocalComponent({
   name: "dns",
+  prepare: ensureApiRelay,
   async ensure(ctx) {
     const members = ctx.record.clusters.filter((c) => c.network);
     await Promise.all(members.map((c) => ensureMemberDns(ctx, c)));
