@@ -127,6 +127,26 @@ try {
     const s = byName.get(svc);
     if (s && readyIn(member, svc, s.exporters)) importedAt.set(key, performance.now());
   };
+  // Kubernetes' own slices of the exporters, so exports start once kube-controller-manager has
+  // caught up: the figures measure Meridian, not the endpointslice controller's backlog.
+  const sourceReady = new Set<string>(); // member/pod IP
+  for (const m of members) {
+    const rest = new RestClient(`bench-${m}`, clients.get(m)!.kubeConfig);
+    new Reflector<V1EndpointSlice>(rest, Resources.endpointSlices, {
+      namespace: NS,
+      labelSelector: "kubernetes.io/service-name",
+      onEvent: (e) => {
+        for (const ep of e.object.endpoints ?? [])
+          if (ep.conditions?.ready !== false) for (const a of ep.addresses) sourceReady.add(`${m}/${a}`);
+      },
+    }).start();
+  }
+  const sources = [...podIPs].flatMap(([key, ips]) => ips.map((ip) => `${key.split("/")[0]!}/${ip}`));
+  const sourcesDeadline = performance.now() + 300_000;
+  while (sources.some((k) => !sourceReady.has(k)) && performance.now() < sourcesDeadline) await sleep(200);
+  log(
+    `kube-controller-manager published ${sources.filter((k) => sourceReady.has(k)).length}/${sources.length} pods`,
+  );
   for (const m of members) {
     const rest = new RestClient(`bench-${m}`, clients.get(m)!.kubeConfig);
     const imports = new Reflector<ServiceImport & KubernetesObject>(rest, Resources.serviceImports, {
