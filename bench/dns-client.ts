@@ -7,22 +7,10 @@ import { createSocket } from "node:dgram";
 import net from "node:net";
 import dnsPacket from "dns-packet";
 import type { Packet } from "dns-packet";
+import { RRType } from "../src/dns/records.js";
 
-export const QTYPES: Record<string, number> = {
-  A: 1,
-  NS: 2,
-  CNAME: 5,
-  SOA: 6,
-  PTR: 12,
-  MX: 15,
-  TXT: 16,
-  AAAA: 28,
-  SRV: 33,
-  IXFR: 251,
-  AXFR: 252,
-  ANY: 255,
-  CAA: 257,
-};
+// The zone's own record types, plus one it does not serve (to ask for what is not there).
+export const QTYPES: Record<string, number> = { ...RRType, CAA: 257 };
 
 export interface QuerySpec {
   name: string;

@@ -2,13 +2,19 @@
  * `meridian gateway ...`: run the east-west gateway as a process, and the small PKI steps around
  * it (create the clusterset root, make a key + CSR where the key will be used, sign a CSR).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
+import type { Logger } from "pino";
 import type { Command } from "commander";
 import { Gateway } from "../gateway/gateway.js";
 import type { IdentitySource } from "../gateway/identity.js";
 import { FileIdentity, RenewingIdentity, splitPems } from "../gateway/identity.js";
-import { JsonFileRoutingSource } from "../gateway/routes.js";
+import { KubernetesRoutingSource } from "../gateway/kube-routes.js";
+import { JsonFileRoutingSource, type RoutingSource } from "../gateway/routes.js";
+import { loadCredentials } from "../kube/credentials.js";
+import { RestClient } from "../kube/rest.js";
 import type { TrustBundle } from "../gateway/trust.js";
 import {
   createGatewayKeyRequest,
@@ -24,7 +30,14 @@ interface RunOptions {
   clusterset: string;
   listenPeer: string;
   listenLocal: string;
-  routes: string;
+  routes?: string;
+  routesFromCluster?: boolean;
+  kubeconfig?: string;
+  context?: string;
+  apiSocket?: string;
+  serveClusterSetIps?: boolean;
+  accessDefault: string;
+  readyFile?: string;
   cert?: string;
   key?: string;
   ca?: string;
@@ -93,13 +106,39 @@ function identityFrom(o: RunOptions, onError: (err: unknown) => void): IdentityS
   });
 }
 
+async function routingSource(o: RunOptions, log: Logger): Promise<RoutingSource> {
+  if ((o.routes === undefined) === !o.routesFromCluster)
+    throw new Error("give exactly one of --routes <file> and --routes-from-cluster");
+  if (o.accessDefault !== "allow" && o.accessDefault !== "deny")
+    throw new Error(`--access-default must be "allow" or "deny", got "${o.accessDefault}"`);
+  if (o.routes !== undefined) {
+    return new JsonFileRoutingSource(o.routes, 2000, (err) =>
+      log.error({ err: err.message }, "routes file rejected; keeping the last good table"),
+    );
+  }
+  const { credentials } = await loadCredentials(o.kubeconfig, o.context, o.apiSocket);
+  return new KubernetesRoutingSource(new RestClient(o.clusterId, credentials, { maxSockets: 8 }), {
+    clusterId: o.clusterId,
+    listenOn: o.serveClusterSetIps ? "cluster-set-ip" : "gateway-port",
+    accessDefault: o.accessDefault,
+    onError: (message) => log.error({ err: message }, "peer list rejected; keeping the last good one"),
+  });
+}
+
+/**
+ * Local mode: the gateway answers on each import's ClusterSetIP itself, standing in for
+ * kube-proxy, so the address must be one of this network namespace's own.
+ */
+async function addLocalAddress(host: string): Promise<void> {
+  const prefix = host.includes(":") ? 128 : 32;
+  await promisify(execFile)("ip", ["addr", "replace", `${host}/${prefix}`, "dev", "lo"]);
+}
+
 async function run(o: RunOptions): Promise<void> {
   const log = createLogger("gateway");
   const onError = (err: unknown): void => log.error({ err }, "credentials");
   const peer = parseHostPort(o.listenPeer, "--listen-peer");
-  const routes = new JsonFileRoutingSource(o.routes, 2000, (err) =>
-    log.error({ err: err.message }, "routes file rejected; keeping the last good table"),
-  );
+  const routes = await routingSource(o, log);
   await routes.start();
   const gateway = new Gateway({
     clusterId: o.clusterId,
@@ -108,6 +147,7 @@ async function run(o: RunOptions): Promise<void> {
     routes,
     peerListen: peer,
     localListenHost: o.listenLocal,
+    ...(o.serveClusterSetIps ? { prepareListenHost: addLocalAddress } : {}),
     limits: {
       maxConnections: Number(o.maxConnections),
       idleTimeoutMs: seconds(o.idleTimeout, "--idle-timeout"),
@@ -124,6 +164,7 @@ async function run(o: RunOptions): Promise<void> {
   process.stdout.write(
     `${JSON.stringify({ ready: true, peerPort: gateway.peerPort, metricsPort: metrics?.port, listen: Object.fromEntries(gateway.listenPorts()) })}\n`,
   );
+  if (o.readyFile) writeFileSync(o.readyFile, `${process.pid}\n`);
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
@@ -132,6 +173,7 @@ async function run(o: RunOptions): Promise<void> {
     void gateway.stop(seconds(o.drainTimeout, "--drain-timeout")).then(async () => {
       routes.stop();
       await metrics?.close();
+      if (o.readyFile) rmSync(o.readyFile, { force: true });
       process.exit(0);
     });
   };
@@ -153,7 +195,23 @@ export function registerGatewayCommands(program: Command): void {
     .requiredOption("--clusterset <name>", "the clusterset's name (trust domain), e.g. clusterset.local")
     .requiredOption("--listen-peer <host:port>", "mTLS listener for peer gateways")
     .option("--listen-local <host>", "address of the per-service local listeners", "0.0.0.0")
-    .requiredOption("--routes <file>", "routing table (JSON, reloaded on change; see docs/gateway.md)")
+    .option("--routes <file>", "routing table (JSON, reloaded on change; see docs/gateway.md)")
+    .option(
+      "--routes-from-cluster",
+      "build the routing table from this member's API server (ServiceImports, EndpointSlices, ServiceExports, TrafficPolicies, the peers ConfigMap)",
+    )
+    .option(
+      "--kubeconfig <file>",
+      "with --routes-from-cluster: the member's kubeconfig (default: in-cluster)",
+    )
+    .option("--context <name>", "kubeconfig context")
+    .option("--api-socket <path>", "reach the API server through this Unix socket (local clusterset)")
+    .option(
+      "--serve-cluster-set-ips",
+      "answer on each import's ClusterSetIP (added to lo): the local clusterset's kube-proxy stand-in",
+    )
+    .option("--access-default <allow|deny>", "exports without an allow list: who may consume them", "allow")
+    .option("--ready-file <path>", "create this file once serving")
     .option("--cert <file>", "certificate (PEM), reloaded when it changes")
     .option("--key <file>", "private key (PEM)")
     .option("--ca <file>", "clusterset root(s) (PEM bundle)")

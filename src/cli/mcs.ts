@@ -31,6 +31,29 @@ export function clientFor(context: string, flags: KubeFlags): ClusterClient {
   return ClusterClient.fromFile(defaultFile, context);
 }
 
+interface MembershipFlags extends KubeFlags {
+  context?: string;
+  hubKubeconfig?: string;
+  hubContext: string;
+}
+
+/** The flags join and leave share: admin access to the member and to the hub. */
+function withMembershipFlags(command: Command): Command {
+  return command
+    .option(
+      "--kubeconfig <file>",
+      "kubeconfig with admin access to the member (default: the local clusterset's)",
+    )
+    .option("--context <name>", "the member's context (default: <name>)")
+    .option("--hub-kubeconfig <file>", "kubeconfig of the hub (default: --kubeconfig)")
+    .option("--hub-context <name>", "the hub's context", "hub")
+    .addOption(new Option("--state-dir <dir>").hideHelp());
+}
+
+function hubClientFor(opts: MembershipFlags): ClusterClient {
+  return clientFor(opts.hubContext, { ...opts, kubeconfig: opts.hubKubeconfig ?? opts.kubeconfig });
+}
+
 function serviceExportObject(name: string, namespace: string, to?: string): ServiceExport & KubernetesObject {
   return {
     apiVersion: MCS_API_VERSION,
@@ -44,20 +67,13 @@ function serviceExportObject(name: string, namespace: string, to?: string): Serv
 }
 
 export function registerMcsCommands(program: Command): void {
-  program
+  const joinCommand = program
     .command("join")
     .description(
       "join a cluster to the clusterset: a least-privilege identity for the controller, registered in the hub",
     )
     .argument("<name>", "cluster name (a DNS label)")
-    .option(
-      "--kubeconfig <file>",
-      "kubeconfig with admin access to the member (default: the local clusterset's)",
-    )
-    .option("--context <name>", "the member's context (default: <name>)")
     .option("--cluster-id <id>", "cluster ID (default: the member's cluster.clusterset.k8s.io, else <name>)")
-    .option("--hub-kubeconfig <file>", "kubeconfig of the hub (default: --kubeconfig)")
-    .option("--hub-context <name>", "the hub's context", "hub")
     .option("--clusterset <name>", "clusterset name for clusterset.k8s.io")
     .option(
       "--server <url>",
@@ -65,86 +81,56 @@ export function registerMcsCommands(program: Command): void {
     )
     .option("--region <region>")
     .option("--zone <zone>")
-    .option("--gateway <host:port...>", "the member's east-west gateway address(es)")
-    .addOption(new Option("--state-dir <dir>").hideHelp())
-    .action(
-      async (
-        name: string,
-        opts: {
-          kubeconfig?: string;
-          context?: string;
-          clusterId?: string;
-          hubKubeconfig?: string;
-          hubContext: string;
-          clusterset?: string;
-          server?: string;
-          region?: string;
-          zone?: string;
-          gateway?: string[];
-          stateDir?: string;
-        },
-      ) => {
-        const member = clientFor(opts.context ?? name, opts);
-        const hub = clientFor(opts.hubContext, {
-          ...opts,
-          kubeconfig: opts.hubKubeconfig ?? opts.kubeconfig,
-        });
-        const record = readClusterset(new StatePaths(resolveStateDir(opts.stateDir)));
-        const cluster = await join({
-          name,
-          clusterID: opts.clusterId,
-          clustersetName: opts.clusterset ?? (record ? `local-${record.id}` : "default"),
-          member,
-          hub,
-          memberServer: opts.server,
-          region: opts.region,
-          zone: opts.zone,
-          gatewayAddresses: opts.gateway,
-          log: (l) => process.stderr.write(`${l}\n`),
-        }).catch((err: unknown) => {
-          if (err instanceof UserError) throw err;
-          throw new UserError(`join ${name} failed: ${apiErrorMessage(err)}`);
-        });
-        process.stdout.write(`cluster/${name} joined (cluster ID ${cluster.spec.clusterID})\n`);
+    .option("--gateway <host:port...>", "the member's east-west gateway address(es)");
+  withMembershipFlags(joinCommand).action(
+    async (
+      name: string,
+      opts: MembershipFlags & {
+        clusterId?: string;
+        clusterset?: string;
+        server?: string;
+        region?: string;
+        zone?: string;
+        gateway?: string[];
       },
-    );
+    ) => {
+      const member = clientFor(opts.context ?? name, opts);
+      const hub = hubClientFor(opts);
+      const record = readClusterset(new StatePaths(resolveStateDir(opts.stateDir)));
+      const cluster = await join({
+        name,
+        clusterID: opts.clusterId,
+        clustersetName: opts.clusterset ?? (record ? `local-${record.id}` : "default"),
+        member,
+        hub,
+        memberServer: opts.server,
+        region: opts.region,
+        zone: opts.zone,
+        gatewayAddresses: opts.gateway,
+        log: (l) => process.stderr.write(`${l}\n`),
+      }).catch((err: unknown) => {
+        if (err instanceof UserError) throw err;
+        throw new UserError(`join ${name} failed: ${apiErrorMessage(err)}`);
+      });
+      process.stdout.write(`cluster/${name} joined (cluster ID ${cluster.spec.clusterID})\n`);
+    },
+  );
 
-  program
+  const leaveCommand = program
     .command("leave")
     .description("remove a cluster from the clusterset, and everything Meridian wrote in it")
     .argument("<name>", "cluster name")
-    .option(
-      "--kubeconfig <file>",
-      "kubeconfig with admin access to the member (default: the local clusterset's)",
-    )
-    .option("--context <name>", "the member's context (default: <name>)")
-    .option("--hub-kubeconfig <file>", "kubeconfig of the hub (default: --kubeconfig)")
-    .option("--hub-context <name>", "the hub's context", "hub")
-    .option("--hub-only", "only remove the hub registration (the member is gone)")
-    .addOption(new Option("--state-dir <dir>").hideHelp())
-    .action(
-      async (
-        name: string,
-        opts: {
-          kubeconfig?: string;
-          context?: string;
-          hubKubeconfig?: string;
-          hubContext: string;
-          hubOnly?: boolean;
-          stateDir?: string;
-        },
-      ) => {
-        const hub = clientFor(opts.hubContext, {
-          ...opts,
-          kubeconfig: opts.hubKubeconfig ?? opts.kubeconfig,
-        });
-        const member = opts.hubOnly ? undefined : clientFor(opts.context ?? name, opts);
-        const res = await leave({ name, hub, member, log: (l) => process.stderr.write(`${l}\n`) });
-        process.stdout.write(
-          `cluster/${name} left the clusterset${res.memberCleaned ? "" : " (member not cleaned: --hub-only)"}\n`,
-        );
-      },
-    );
+    .option("--hub-only", "only remove the hub registration (the member is gone)");
+  withMembershipFlags(leaveCommand).action(
+    async (name: string, opts: MembershipFlags & { hubOnly?: boolean }) => {
+      const hub = hubClientFor(opts);
+      const member = opts.hubOnly ? undefined : clientFor(opts.context ?? name, opts);
+      const res = await leave({ name, hub, member, log: (l) => process.stderr.write(`${l}\n`) });
+      process.stdout.write(
+        `cluster/${name} left the clusterset${res.memberCleaned ? "" : " (member not cleaned: --hub-only)"}\n`,
+      );
+    },
+  );
 
   program
     .command("export")

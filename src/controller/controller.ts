@@ -24,6 +24,7 @@ import {
 } from "./desired.js";
 import { Member } from "./member.js";
 import { clusterStatus } from "./cluster-status.js";
+import { desiredPeersConfigMap } from "./peers.js";
 import { derivedServiceName, parseServiceKey, serviceKey } from "./names.js";
 
 export interface ControllerOptions {
@@ -116,6 +117,7 @@ export class Controller {
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.peersTimer);
     this.queue.stop();
     await this.clusters.stop();
     await Promise.all([...this.members.values()].map((m) => m.member.stop()));
@@ -219,6 +221,7 @@ export class Controller {
         existing.cluster.spec.clusterID === cluster.spec.clusterID
       ) {
         existing.cluster = cluster;
+        this.schedulePeers();
         return;
       }
       if (existing) await existing.member.stop();
@@ -237,6 +240,7 @@ export class Controller {
       this.appliers.set(cluster.spec.clusterID, new Applier(member.opts.rest, FIELD_MANAGER));
       member.start();
       this.opts.log.info({ cluster: name, clusterID: cluster.spec.clusterID }, "watching member");
+      this.schedulePeers();
     } catch (err) {
       const reason = err instanceof CredentialsError ? err.reason : "CredentialsUnavailable";
       this.opts.log.error({ cluster: name, reason, err: errorText(err) }, "cannot watch member");
@@ -252,6 +256,7 @@ export class Controller {
     await entry.member.stop();
     this.opts.log.info({ cluster: name }, "member left; withdrawing its endpoints everywhere");
     this.enqueueAll("membership");
+    this.schedulePeers();
   }
 
   private readonly lastAvailable = new Map<string, boolean>();
@@ -277,8 +282,51 @@ export class Controller {
       "member health changed",
     );
     if (this.started && was !== member.available) this.enqueueAll("membership");
+    if (member.available) this.schedulePeers();
     const entry = this.members.get(name);
     if (entry) void this.writeClusterStatus(entry.cluster, member);
+  }
+
+  private peersTimer: NodeJS.Timeout | undefined;
+  /** Hash of the peer list last written to each member, so an unchanged list is not rewritten. */
+  private readonly peersWritten = new Map<string, string>();
+
+  /** Coalesces membership changes into one write of the peer list to every member. */
+  private schedulePeers(): void {
+    if (this.peersTimer) return;
+    this.peersTimer = setTimeout(() => {
+      this.peersTimer = undefined;
+      void this.writePeers();
+    }, 100);
+  }
+
+  private async writePeers(): Promise<void> {
+    const desired = desiredPeersConfigMap([...this.members.values()].map((e) => e.cluster));
+    const content = JSON.stringify(desired.data);
+    await Promise.all(
+      this.availableMembers().map(async (member) => {
+        if (this.peersWritten.get(member.clusterId) === content) return;
+        try {
+          await this.applier(member.clusterId).apply(desired);
+          this.peersWritten.set(member.clusterId, content);
+        } catch (err) {
+          if (err instanceof ApiError && err.code === 403) {
+            // Joined before the controller kept a peer list there: retrying cannot help.
+            this.peersWritten.set(member.clusterId, content);
+            this.opts.log.error(
+              { cluster: member.clusterId, err: errorText(err) },
+              "not allowed to write the gateway peer list; run 'meridian join' for this cluster again",
+            );
+            return;
+          }
+          this.opts.log.warn(
+            { cluster: member.clusterId, err: errorText(err) },
+            "could not write the gateway peer list; will retry",
+          );
+          setTimeout(() => this.schedulePeers(), 2000).unref();
+        }
+      }),
+    );
   }
 
   // ------------------------------------------------------------------------------------------

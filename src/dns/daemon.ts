@@ -9,12 +9,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { KubernetesObject, V1EndpointSlice, V1Namespace } from "@kubernetes/client-node";
-import {
-  credentialsFromFile,
-  inClusterCredentials,
-  viaSocket,
-  type ClusterCredentials,
-} from "../kube/credentials.js";
+import { loadCredentials } from "../kube/credentials.js";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { LABEL_SERVICE_NAME } from "../api/mcs.js";
@@ -65,35 +60,6 @@ type WatchedResource = "serviceimports" | "endpointslices" | "namespaces";
 
 const QTYPE_NAMES = new Map<number, string>(Object.entries(RRType).map(([name, code]) => [code, name]));
 const RCODE_NAMES = new Map<number, string>(Object.entries(Rcode).map(([name, code]) => [code, name]));
-
-/**
- * The member's API credentials, with errors that name the file and the context. Without a file,
- * the Pod's in-cluster service account (a Deployment in a real cluster). Loaded without
- * client-node, which would cost this small daemon ~67 MB.
- */
-export async function loadCredentials(
-  file: string | undefined,
-  context: string | undefined,
-  apiSocket: string | undefined,
-): Promise<{ name: string; credentials: ClusterCredentials }> {
-  let credentials: ClusterCredentials;
-  if (file === undefined) {
-    if (!process.env["KUBERNETES_SERVICE_HOST"]) {
-      throw new Error("--kubeconfig is required outside a Kubernetes Pod (no in-cluster configuration)");
-    }
-    credentials = inClusterCredentials();
-  } else {
-    try {
-      credentials = await credentialsFromFile(file, context);
-    } catch (error) {
-      throw new Error(`cannot use kubeconfig ${file}: ${(error as Error).message}`, { cause: error });
-    }
-  }
-  return {
-    name: context ?? "member",
-    credentials: apiSocket ? viaSocket(credentials, apiSocket) : credentials,
-  };
-}
 
 /** Starts watching, serving DNS and (optionally) metrics. Rejects if a socket cannot be bound. */
 export async function startDnsDaemon(options: DnsDaemonOptions): Promise<DnsDaemon> {

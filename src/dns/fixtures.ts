@@ -4,6 +4,8 @@
  * fixtures named in `mcs-api.md` §4.2 (hdls1, svc-dual-stack, …) so expectations can be compared.
  */
 import type { V1EndpointSlice } from "@kubernetes/client-node";
+import dnsPacket from "dns-packet";
+import type { OptAnswer } from "dns-packet";
 import { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER } from "../api/mcs.js";
 import type { ServiceImport, ServiceImportPort } from "../api/mcs.js";
 import { ClusterSetZone } from "./zone.js";
@@ -172,4 +174,19 @@ export function addBigHeadless(zone: ClusterSetZone, count: number): void {
   for (let i = 0; i < count; i++)
     endpoints.push({ addresses: [`10.50.${Math.floor(i / 250)}.${(i % 250) + 1}`] });
   zone.upsertEndpointSlice(endpointSlice("testns", "big-1", "big", "clusterid", endpoints, slicePortHttp));
+}
+
+/** An OPT pseudo-record for dns-packet's encoder. */
+export function ednsOpt(udpPayloadSize: number, dnssecOk: boolean): OptAnswer {
+  const flags = dnssecOk ? dnsPacket.DNSSEC_OK : 0;
+  return {
+    type: "OPT",
+    name: ".",
+    udpPayloadSize,
+    extendedRcode: 0,
+    ednsVersion: 0,
+    flags,
+    flag_do: dnssecOk,
+    options: [],
+  };
 }

@@ -6,30 +6,15 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import dnsPacket from "dns-packet";
-import type { Answer, OptAnswer, RecordType } from "dns-packet";
+import type { Answer, RecordType } from "dns-packet";
 import fc from "fast-check";
-import { addBigHeadless, buildFixtureZone } from "./fixtures.js";
+import { addBigHeadless, buildFixtureZone, ednsOpt } from "./fixtures.js";
 import { parseIp } from "./ip.js";
 import { RRType } from "./records.js";
 import type { DnsRecord } from "./records.js";
 import { resolve } from "./resolve.js";
 import { handleDnsMessage } from "./wire.js";
 import type { Transport } from "./wire.js";
-
-/** An OPT pseudo-record for dns-packet's encoder. */
-function ednsOpt(udpPayloadSize: number, dnssecOk: boolean): OptAnswer {
-  const flags = dnssecOk ? dnsPacket.DNSSEC_OK : 0;
-  return {
-    type: "OPT",
-    name: ".",
-    udpPayloadSize,
-    extendedRcode: 0,
-    ednsVersion: 0,
-    flags,
-    flag_do: dnssecOk,
-    options: [],
-  };
-}
 
 const zone = buildFixtureZone();
 addBigHeadless(zone, 60);

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import dnsPacket from "dns-packet";
-import type { OptAnswer, Packet, RecordType, SrvAnswer, StringAnswer } from "dns-packet";
-import { addBigHeadless, buildFixtureZone, serviceImport } from "./fixtures.js";
+import type { Packet, RecordType, SrvAnswer, StringAnswer } from "dns-packet";
+import { addBigHeadless, buildFixtureZone, ednsOpt, serviceImport } from "./fixtures.js";
 import { Rcode } from "./records.js";
 import { handleDnsMessage } from "./wire.js";
 import type { DnsForwarder, DnsHandlerOptions, QueryInfo } from "./wire.js";
@@ -10,21 +10,6 @@ import type { DnsForwarder, DnsHandlerOptions, QueryInfo } from "./wire.js";
 const zone = buildFixtureZone();
 addBigHeadless(zone, 100);
 const options: DnsHandlerOptions = { zone };
-
-/** An OPT pseudo-record for dns-packet's encoder. */
-function ednsOpt(udpPayloadSize: number, dnssecOk: boolean): OptAnswer {
-  const flags = dnssecOk ? dnsPacket.DNSSEC_OK : 0;
-  return {
-    type: "OPT",
-    name: ".",
-    udpPayloadSize,
-    extendedRcode: 0,
-    ednsVersion: 0,
-    flags,
-    flag_do: dnssecOk,
-    options: [],
-  };
-}
 
 interface QueryOptions {
   readonly id?: number;

@@ -64,6 +64,8 @@ export interface GatewayOptions {
   peerListen: { host: string; port: number };
   /** Address of the per-service local listeners. */
   localListenHost: string;
+  /** Makes a route's own `listenHost` an address of this host before listening on it. */
+  prepareListenHost?: (host: string) => Promise<void>;
   limits?: Partial<GatewayLimits>;
   pool?: Partial<PoolOptions>;
   probe?: Partial<ProbeOptions>;
@@ -358,7 +360,11 @@ export class Gateway {
     const wanted = new Map(table.imports.map((r) => [routeKey(r.service, r.port), r]));
     for (const [key, state] of this.imports) {
       const next = wanted.get(key);
-      if (!next || (next.listenPort !== 0 && next.listenPort !== state.listenPort)) {
+      if (
+        !next ||
+        (next.listenPort !== 0 && next.listenPort !== state.listenPort) ||
+        next.listenHost !== state.route.listenHost
+      ) {
         // Connections already accepted keep running; only the listener goes.
         void closeServer(state.server);
         this.imports.delete(key);
@@ -390,7 +396,8 @@ export class Gateway {
         (s) => void this.onLocal(state, s),
       );
       try {
-        await listen(server, route.listenPort, this.o.localListenHost);
+        if (route.listenHost) await this.o.prepareListenHost?.(route.listenHost);
+        await listen(server, route.listenPort, route.listenHost ?? this.o.localListenHost);
         state.server = server;
         state.listenPort = (server.address() as net.AddressInfo).port;
       } catch (err) {

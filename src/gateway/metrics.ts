@@ -3,79 +3,84 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 export class GatewayMetrics {
   readonly registry = new Registry();
-  readonly connectionsActive = new Gauge({
-    name: "meridian_gateway_connections_active",
-    help: "Open proxied connections by direction (outbound: local client to a cluster; inbound: peer gateway to a local endpoint)",
-    labelNames: ["direction", "service", "cluster"] as const,
-    registers: [this.registry],
-  });
-  readonly connectionsTotal = new Counter({
-    name: "meridian_gateway_connections_total",
-    help: "Proxied connections by direction, service, peer cluster and outcome",
-    labelNames: ["direction", "service", "cluster", "outcome"] as const,
-    registers: [this.registry],
-  });
-  readonly bytes = new Counter({
-    name: "meridian_gateway_bytes_total",
-    help: "Payload bytes by direction (sent: towards the service; received: back to the client), counted when a connection ends",
-    labelNames: ["direction", "service", "cluster", "flow"] as const,
-    registers: [this.registry],
-  });
-  readonly handshakes = new Counter({
-    name: "meridian_gateway_tls_handshakes_total",
-    help: "mTLS handshakes with peer gateways by role, result and whether the session was resumed",
-    labelNames: ["role", "result", "resumed"] as const,
-    registers: [this.registry],
-  });
-  readonly refusals = new Counter({
-    name: "meridian_gateway_refusals_total",
-    help: "Connections refused by reason (untrusted-root, no-certificate, expired, revoked, access-denied, limit, ...) and source cluster when known",
-    labelNames: ["reason", "cluster", "service"] as const,
-    registers: [this.registry],
-  });
-  readonly peerUp = new Gauge({
-    name: "meridian_gateway_peer_up",
-    help: "1 when the peer gateway is in rotation (probes pass, not ejected), else 0",
-    labelNames: ["cluster"] as const,
-    registers: [this.registry],
-  });
-  readonly probeRtt = new Histogram({
-    name: "meridian_gateway_peer_probe_rtt_seconds",
-    help: "Round trip of an application-level probe to a peer gateway over mTLS",
-    labelNames: ["cluster"] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
-    registers: [this.registry],
-  });
-  readonly probes = new Counter({
-    name: "meridian_gateway_peer_probes_total",
-    help: "Probes of peer gateways by result",
-    labelNames: ["cluster", "result"] as const,
-    registers: [this.registry],
-  });
-  readonly routingDecisions = new Counter({
-    name: "meridian_gateway_routing_decisions_total",
-    help: "Target cluster chosen for new connections, by service, cluster and tier origin",
-    labelNames: ["service", "cluster", "origin"] as const,
-    registers: [this.registry],
-  });
-  readonly routingShare = new Gauge({
-    name: "meridian_gateway_routing_share",
-    help: "Current share (0-1) of a service's new connections that each cluster gets",
-    labelNames: ["service", "cluster"] as const,
-    registers: [this.registry],
-  });
-  readonly poolIdle = new Gauge({
-    name: "meridian_gateway_pool_idle_connections",
-    help: "Warm, authenticated idle connections per peer gateway",
-    labelNames: ["cluster"] as const,
-    registers: [this.registry],
-  });
-  readonly poolReuse = new Counter({
-    name: "meridian_gateway_pool_acquisitions_total",
-    help: "Connections taken for a stream: warm (idle, already authenticated) or new (handshake on demand)",
-    labelNames: ["cluster", "kind"] as const,
-    registers: [this.registry],
-  });
+
+  private counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private gauge<L extends string>(name: string, help: string, labelNames: readonly L[]): Gauge<L> {
+    return new Gauge({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private histogram<L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    buckets: number[],
+  ): Histogram<L> {
+    return new Histogram({ name, help, labelNames, buckets, registers: [this.registry] });
+  }
+
+  readonly connectionsActive = this.gauge(
+    "meridian_gateway_connections_active",
+    "Open proxied connections by direction (outbound: local client to a cluster; inbound: peer gateway to a local endpoint)",
+    ["direction", "service", "cluster"] as const,
+  );
+  readonly connectionsTotal = this.counter(
+    "meridian_gateway_connections_total",
+    "Proxied connections by direction, service, peer cluster and outcome",
+    ["direction", "service", "cluster", "outcome"] as const,
+  );
+  readonly bytes = this.counter(
+    "meridian_gateway_bytes_total",
+    "Payload bytes by direction (sent: towards the service; received: back to the client), counted when a connection ends",
+    ["direction", "service", "cluster", "flow"] as const,
+  );
+  readonly handshakes = this.counter(
+    "meridian_gateway_tls_handshakes_total",
+    "mTLS handshakes with peer gateways by role, result and whether the session was resumed",
+    ["role", "result", "resumed"] as const,
+  );
+  readonly refusals = this.counter(
+    "meridian_gateway_refusals_total",
+    "Connections refused by reason (untrusted-root, no-certificate, expired, revoked, access-denied, limit, ...) and source cluster when known",
+    ["reason", "cluster", "service"] as const,
+  );
+  readonly peerUp = this.gauge(
+    "meridian_gateway_peer_up",
+    "1 when the peer gateway is in rotation (probes pass, not ejected), else 0",
+    ["cluster"] as const,
+  );
+  readonly probeRtt = this.histogram(
+    "meridian_gateway_peer_probe_rtt_seconds",
+    "Round trip of an application-level probe to a peer gateway over mTLS",
+    ["cluster"] as const,
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+  );
+  readonly probes = this.counter("meridian_gateway_peer_probes_total", "Probes of peer gateways by result", [
+    "cluster",
+    "result",
+  ] as const);
+  readonly routingDecisions = this.counter(
+    "meridian_gateway_routing_decisions_total",
+    "Target cluster chosen for new connections, by service, cluster and tier origin",
+    ["service", "cluster", "origin"] as const,
+  );
+  readonly routingShare = this.gauge(
+    "meridian_gateway_routing_share",
+    "Current share (0-1) of a service's new connections that each cluster gets",
+    ["service", "cluster"] as const,
+  );
+  readonly poolIdle = this.gauge(
+    "meridian_gateway_pool_idle_connections",
+    "Warm, authenticated idle connections per peer gateway",
+    ["cluster"] as const,
+  );
+  readonly poolReuse = this.counter(
+    "meridian_gateway_pool_acquisitions_total",
+    "Connections taken for a stream: warm (idle, already authenticated) or new (handshake on demand)",
+    ["cluster", "kind"] as const,
+  );
 
   /** The value of a counter/gauge child, for tests and `status`. */
   async value(name: string, labels: Record<string, string>): Promise<number> {

@@ -36,6 +36,11 @@ export interface ImportRoute {
   port: number;
   /** Local listener for this (service, port); 0 lets the gateway pick (see `Gateway.listenPorts`). */
   listenPort: number;
+  /**
+   * Address of that listener instead of the gateway's `localListenHost`: the import's ClusterSetIP
+   * where the gateway stands in for kube-proxy (the local clusterset).
+   */
+  listenHost?: string;
   /** Remote clusters exporting it, with how many ready endpoints each has. */
   clusters: Array<{ clusterId: string; readyEndpoints: number }>;
   /** This cluster's own endpoints of the service, reached directly without TLS. */
@@ -107,8 +112,10 @@ export function validateRoutingTable(t: Partial<RoutingTable>): string[] {
     if (r.localEndpoints !== undefined) checkEndpoints(r.localEndpoints, `${where}.localEndpoints`, errors);
     if (r.policy) errors.push(...validatePolicy(r.policy).map((e) => `${where}.policy.${e}`));
   });
-  const listenPorts = t.imports!.map((r) => r.listenPort).filter((p) => p !== 0);
-  if (new Set(listenPorts).size !== listenPorts.length) errors.push("imports: two routes share a listenPort");
+  const listeners = t
+    .imports!.filter((r) => r.listenPort !== 0)
+    .map((r) => `${r.listenHost ?? ""}:${r.listenPort}`);
+  if (new Set(listeners).size !== listeners.length) errors.push("imports: two routes share a listenPort");
   t.exports!.forEach((r, i) => {
     const where = `exports[${i}]`;
     if (!isServiceKey(r.service)) errors.push(`${where}.service: must be namespace/name`);

@@ -6,13 +6,15 @@
  */
 import { createHash } from "node:crypto";
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { ApiError, resourcePath, type ResourceRef, type RestClient } from "./rest.js";
+import { ApiError, resourcePath, Resources, type ResourceRef, type RestClient } from "./rest.js";
 
 const KINDS: Record<string, ResourceRef> = {
   "v1/Service": { group: "", version: "v1", plural: "services", namespaced: true },
   "v1/Namespace": { group: "", version: "v1", plural: "namespaces", namespaced: false },
   "v1/Secret": { group: "", version: "v1", plural: "secrets", namespaced: true },
   "v1/ServiceAccount": { group: "", version: "v1", plural: "serviceaccounts", namespaced: true },
+  "v1/ConfigMap": Resources.configMaps,
+  "meridian.dev/v1alpha1/TrafficPolicy": Resources.trafficPolicies,
   "discovery.k8s.io/v1/EndpointSlice": {
     group: "discovery.k8s.io",
     version: "v1",

@@ -112,3 +112,32 @@ export function inClusterCredentials(): ClusterCredentials {
     readFileSync(`${SA_DIR}/token`, "utf8").trim(),
   );
 }
+
+/**
+ * The member's API credentials, with errors that name the file and the context. Without a file,
+ * the Pod's in-cluster service account (a Deployment in a real cluster). Loaded without
+ * client-node, which would cost this small daemon ~67 MB.
+ */
+export async function loadCredentials(
+  file: string | undefined,
+  context: string | undefined,
+  apiSocket: string | undefined,
+): Promise<{ name: string; credentials: ClusterCredentials }> {
+  let credentials: ClusterCredentials;
+  if (file === undefined) {
+    if (!process.env["KUBERNETES_SERVICE_HOST"]) {
+      throw new Error("--kubeconfig is required outside a Kubernetes Pod (no in-cluster configuration)");
+    }
+    credentials = inClusterCredentials();
+  } else {
+    try {
+      credentials = await credentialsFromFile(file, context);
+    } catch (error) {
+      throw new Error(`cannot use kubeconfig ${file}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  return {
+    name: context ?? "member",
+    credentials: apiSocket ? viaSocket(credentials, apiSocket) : credentials,
+  };
+}

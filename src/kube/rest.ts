@@ -224,6 +224,7 @@ export const Resources = {
   namespaces: { group: "", version: "v1", plural: "namespaces", namespaced: false },
   services: { group: "", version: "v1", plural: "services", namespaced: true },
   secrets: { group: "", version: "v1", plural: "secrets", namespaced: true },
+  configMaps: { group: "", version: "v1", plural: "configmaps", namespaced: true },
   endpointSlices: { group: "discovery.k8s.io", version: "v1", plural: "endpointslices", namespaced: true },
   serviceExports: {
     group: "multicluster.x-k8s.io",
@@ -244,5 +245,11 @@ export const Resources = {
     namespaced: false,
   },
   clusters: { group: "meridian.dev", version: "v1alpha1", plural: "clusters", namespaced: true },
+  trafficPolicies: {
+    group: "meridian.dev",
+    version: "v1alpha1",
+    plural: "trafficpolicies",
+    namespaced: true,
+  },
   leases: { group: "coordination.k8s.io", version: "v1", plural: "leases", namespaced: true },
 } as const satisfies Record<string, ResourceRef>;

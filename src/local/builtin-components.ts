@@ -5,3 +5,5 @@
 import "./dns.js";
 
 import "./controller.js";
+
+import "./gateway.js";

@@ -6,7 +6,10 @@
  * `down` stops all of them before the control planes, and `status` lists those named
  * `<cluster>-...` under their cluster.
  */
+import { existsSync } from "node:fs";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { tail } from "./controlplane.js";
 import type { Binaries } from "./binaries.js";
 import { REPO_ROOT } from "./binaries.js";
 import { startDetached, isAlive, readProcessRecord, type ProcessRecord } from "./processes.js";
@@ -80,4 +83,37 @@ export function startComponentProcess(ctx: ComponentContext, proc: ComponentProc
     // `ip netns exec` replaces itself with the command: the pid is the command's.
     recordAs: proc.networkNamespace ? proc.argv[0] : undefined,
   });
+}
+
+/** Where a component process says it is ready (it creates the file; see `--ready-file`). */
+export function readyFilePath(ctx: ComponentContext, processName: string): string {
+  return path.join(ctx.paths.dir, "run", `${processName}.ready`);
+}
+
+/**
+ * Waits for a process started with `--ready-file` to create it, failing early, with the log's
+ * tail, if the process exits. `fallback` (optional, tried once a second) covers a process started
+ * by an older version without the flag.
+ */
+export async function waitForReadyFile(
+  ctx: ComponentContext,
+  processName: string,
+  proc: ProcessRecord,
+  timeoutMs: number,
+  fallback?: () => Promise<boolean>,
+): Promise<void> {
+  const readyFile = readyFilePath(ctx, processName);
+  const logFile = ctx.paths.logFile(processName);
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 1; Date.now() < deadline; attempt++) {
+    if (existsSync(readyFile)) return;
+    if (fallback && attempt % 20 === 0 && (await fallback())) return;
+    if (!isAlive(proc)) {
+      throw new Error(
+        `${processName} exited while starting; last lines of ${logFile}:\n${tail(logFile, 10)}`,
+      );
+    }
+    await sleep(50);
+  }
+  throw new Error(`${processName} was not ready within ${timeoutMs / 1000}s; see ${logFile}`);
 }

@@ -3,6 +3,7 @@
  * with every member joined through `meridian join`'s code path (so `up` exercises exactly what a
  * user runs against real clusters).
  */
+import { GATEWAY_PEER_PORT } from "./gateway.js";
 import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import type { KubernetesObject } from "@kubernetes/client-node";
@@ -79,7 +80,7 @@ registerLocalComponent({
           hub,
           region: "local",
           zone: `local-${c.name}`,
-          ...(c.network ? { gatewayAddresses: [`${c.network.gatewayAddress}:15443`] } : {}),
+          ...(c.network ? { gatewayAddresses: [`${c.network.gatewayAddress}:${GATEWAY_PEER_PORT}`] } : {}),
         });
         ctx.log(`${c.name}: joined the clusterset`);
       }),

@@ -4,14 +4,15 @@
  * server (reached through the in-member API relay, see apirelay.ts). Commands run with
  * `meridian exec <member>` and processes run with `meridian run` get it as their resolver.
  */
-import { existsSync } from "node:fs";
-import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import { tail } from "./controlplane.js";
 import { ensureApiRelay, ensureMemberApiAccess } from "./apirelay.js";
-import { meridianCommand, registerLocalComponent, startComponentProcess } from "./components.js";
+import {
+  meridianCommand,
+  readyFilePath,
+  registerLocalComponent,
+  startComponentProcess,
+  waitForReadyFile,
+} from "./components.js";
 import type { ComponentContext } from "./components.js";
-import { isAlive } from "./processes.js";
 import { writeNamespaceResolvConf } from "./network.js";
 import type { ClusterRecord, MemberNetwork } from "./state.js";
 
@@ -44,7 +45,7 @@ async function ensureMemberDns(ctx: ComponentContext, cluster: ClusterRecord): P
   const network = cluster.network!;
   const access = await ensureMemberApiAccess(ctx, cluster);
   const name = dnsProcessName(cluster.name);
-  const readyFile = path.join(ctx.paths.dir, "run", `${name}.ready`);
+  const readyFile = readyFilePath(ctx, name);
   const proc = startComponentProcess(ctx, {
     name,
     argv: meridianCommand(
@@ -66,19 +67,9 @@ async function ensureMemberDns(ctx: ComponentContext, cluster: ClusterRecord): P
   });
   useMemberDns(network.nodeNamespace, network);
   // Ready means synced: until then every missing name is SERVFAIL, which tests and users would see.
-  // The ready file costs nothing to poll; the HTTP probe (a process in the member's network) is
-  // the fallback for a server started without one, once a second.
-  const logFile = ctx.paths.logFile(name);
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  for (let attempt = 1; Date.now() < deadline; attempt++) {
-    if (existsSync(readyFile)) return;
-    if (attempt % 20 === 0 && (await readyInMember(network))) return;
-    if (!isAlive(proc)) {
-      throw new Error(`${name} exited while starting; last lines of ${logFile}:\n${tail(logFile, 10)}`);
-    }
-    await sleep(50);
-  }
-  throw new Error(`${name} did not sync its caches within ${READY_TIMEOUT_MS / 1000}s; see ${logFile}`);
+  // The HTTP probe (a process in the member's network) is the fallback for a server started
+  // without a ready file.
+  await waitForReadyFile(ctx, name, proc, READY_TIMEOUT_MS, () => readyInMember(network));
 }
 
 /** The readiness endpoint lives in the member's network: probe it from there with curl. */

@@ -95,6 +95,26 @@ export function controllerClusterRole(): KubernetesObject & { rules: object[] } 
   };
 }
 
+/** In the member's own namespace only: the gateway peer list the controller maintains. */
+export function controllerMemberNamespaceRbac(): KubernetesObject[] {
+  const metadata = { name: CONTROLLER_IDENTITY, namespace: MEMBER_NAMESPACE, labels: MANAGED_BY_MERIDIAN };
+  return [
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "Role",
+      metadata,
+      rules: [{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "create", "patch"] }],
+    } as KubernetesObject,
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata,
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: CONTROLLER_IDENTITY },
+      subjects: [{ kind: "ServiceAccount", name: CONTROLLER_IDENTITY, namespace: MEMBER_NAMESPACE }],
+    } as KubernetesObject,
+  ];
+}
+
 async function readProperty(client: ClusterClient, name: string): Promise<string | undefined> {
   const p = await client.read<ClusterProperty & KubernetesObject>({
     apiVersion: ABOUT_API_VERSION,
@@ -226,6 +246,7 @@ export async function join(opts: JoinOptions): Promise<Cluster> {
     JOIN_FIELD_MANAGER,
   );
   await m.apply(controllerClusterRole(), JOIN_FIELD_MANAGER);
+  for (const object of controllerMemberNamespaceRbac()) await m.apply(object, JOIN_FIELD_MANAGER);
   await m.apply(
     {
       apiVersion: "rbac.authorization.k8s.io/v1",

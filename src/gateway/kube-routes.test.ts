@@ -1,0 +1,184 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { V1EndpointSlice, V1Service } from "@kubernetes/client-node";
+import type { KubernetesObject } from "@kubernetes/client-node";
+import type { ServiceExport, ServiceImport } from "../api/mcs.js";
+import {
+  ANNOTATION_ALLOWED_CLUSTERS,
+  parsePeers,
+  PEERS_KEY,
+  routingTableFrom,
+  type MemberRoutingState,
+  type TrafficPolicy,
+} from "./kube-routes.js";
+
+const importOf = (name: string, ips: string[], type: "ClusterSetIP" | "Headless" = "ClusterSetIP") =>
+  ({
+    metadata: { name, namespace: "shop" },
+    spec: {
+      type,
+      ips,
+      ports: [
+        { name: "http", protocol: "TCP", port: 80 },
+        { name: "dns", protocol: "UDP", port: 53 },
+      ],
+    },
+  }) as ServiceImport & KubernetesObject;
+
+const mcsSlice = (
+  service: string,
+  source: string,
+  addresses: Array<[string, boolean]>,
+  port = 8080,
+): V1EndpointSlice => ({
+  addressType: "IPv4",
+  metadata: {
+    name: `${service}-${source}`,
+    namespace: "shop",
+    labels: {
+      "multicluster.kubernetes.io/service-name": service,
+      "multicluster.kubernetes.io/source-cluster": source,
+      "kubernetes.io/service-name": `derived-${service}`,
+    },
+  },
+  ports: [{ name: "http", port }],
+  endpoints: addresses.map(([a, ready]) => ({ addresses: [a], conditions: { ready } })),
+});
+
+const ownSlice = (service: string, addresses: string[]): V1EndpointSlice => ({
+  addressType: "IPv4",
+  metadata: { name: `${service}-abc`, namespace: "shop", labels: { "kubernetes.io/service-name": service } },
+  ports: [{ name: "http", port: 9090 }],
+  endpoints: addresses.map((a) => ({ addresses: [a], conditions: { ready: true } })),
+});
+
+const state = (over: Partial<MemberRoutingState>): MemberRoutingState => ({
+  clusterId: "west",
+  serviceImports: [],
+  endpointSlices: [],
+  serviceExports: [],
+  services: [],
+  trafficPolicies: [],
+  peers: [],
+  listenOn: "cluster-set-ip",
+  ...over,
+});
+
+describe("routingTableFrom", () => {
+  it("routes each TCP port of a ClusterSetIP import on its VIP, counting ready endpoints per remote cluster and keeping local ones", () => {
+    const table = routingTableFrom(
+      state({
+        serviceImports: [importOf("cart", ["fd00::1", "10.96.0.5"])],
+        endpointSlices: [
+          mcsSlice("cart", "east", [
+            ["10.244.2.7", true],
+            ["10.244.2.8", false],
+          ]),
+          mcsSlice("cart", "north", [["10.244.3.7", true]]),
+          mcsSlice("cart", "west", [["10.244.1.7", true]]),
+        ],
+      }),
+    );
+    assert.deepEqual(table.imports, [
+      {
+        service: "shop/cart",
+        port: 80,
+        listenHost: "10.96.0.5",
+        listenPort: 80,
+        clusters: [
+          { clusterId: "east", readyEndpoints: 1 },
+          { clusterId: "north", readyEndpoints: 1 },
+        ],
+        localEndpoints: [{ address: "10.244.1.7", port: 8080, ready: true }],
+      },
+    ]);
+  });
+
+  it("skips headless imports and imports without an IP yet; lets the gateway pick ports when not serving VIPs", () => {
+    const imports = [
+      importOf("db", [], "Headless"),
+      importOf("pending", []),
+      importOf("cart", ["10.96.0.5"]),
+    ];
+    assert.deepEqual(
+      routingTableFrom(state({ serviceImports: imports })).imports.map((r) => r.service),
+      ["shop/cart"],
+    );
+    const picked = routingTableFrom(state({ serviceImports: imports, listenOn: "gateway-port" })).imports;
+    assert.deepEqual(
+      picked.map((r) => [r.service, r.listenPort, r.listenHost]),
+      [
+        ["shop/cart", 0, undefined],
+        ["shop/pending", 0, undefined],
+      ],
+    );
+  });
+
+  it("attaches the service's TrafficPolicy without its serviceRef", () => {
+    const policy: TrafficPolicy = {
+      metadata: { name: "p", namespace: "shop" },
+      spec: { serviceRef: { name: "cart" }, locality: "None", weights: [{ cluster: "east", weight: 3 }] },
+    };
+    const [route] = routingTableFrom(
+      state({ serviceImports: [importOf("cart", ["10.96.0.5"])], trafficPolicies: [policy] }),
+    ).imports;
+    assert.deepEqual(route!.policy, { locality: "None", weights: [{ cluster: "east", weight: 3 }] });
+  });
+
+  it("exports each port of an exported Service with Kubernetes' own endpoints, and the allow list from the annotation", () => {
+    const svc: V1Service = {
+      metadata: { name: "cart", namespace: "shop" },
+      spec: { ports: [{ name: "http", port: 80, targetPort: 9090 }] },
+    };
+    const exp = {
+      metadata: {
+        name: "cart",
+        namespace: "shop",
+        annotations: { [ANNOTATION_ALLOWED_CLUSTERS]: "north, east," },
+      },
+      spec: {},
+    } as ServiceExport & KubernetesObject;
+    const orphan = { metadata: { name: "gone", namespace: "shop" }, spec: {} } as ServiceExport &
+      KubernetesObject;
+    const table = routingTableFrom(
+      state({
+        services: [svc],
+        serviceExports: [exp, orphan],
+        endpointSlices: [ownSlice("cart", ["10.244.1.9"]), mcsSlice("cart", "east", [["10.244.2.7", true]])],
+      }),
+    );
+    assert.deepEqual(table.exports, [
+      {
+        service: "shop/cart",
+        port: 80,
+        endpoints: [{ address: "10.244.1.9", port: 9090, ready: true }],
+        allow: [{ cluster: "north" }, { cluster: "east" }],
+      },
+    ]);
+  });
+
+  it("drops this cluster from the peers", () => {
+    const peers = [
+      { clusterId: "west", host: "172.31.0.11", port: 15443 },
+      { clusterId: "east", host: "172.31.0.12", port: 15443 },
+    ];
+    assert.deepEqual(
+      routingTableFrom(state({ peers })).peers.map((p) => p.clusterId),
+      ["east"],
+    );
+  });
+});
+
+describe("parsePeers", () => {
+  it("reads the peer list, and says what is wrong with a bad one", () => {
+    const good = JSON.stringify([{ clusterId: "east", host: "172.31.0.12", port: 15443 }]);
+    assert.equal(parsePeers({ data: { [PEERS_KEY]: good } }).peers.length, 1);
+    assert.deepEqual(parsePeers(undefined), { peers: [] });
+    assert.match(parsePeers({ data: { [PEERS_KEY]: "{oops" } }).error!, /not JSON/);
+    const bad = JSON.stringify([{ clusterId: "east", host: "", port: 70000 }]);
+    assert.match(
+      parsePeers({ data: { [PEERS_KEY]: bad } }).error!,
+      /peers\[0\]\.host: required.*peers\[0\]\.port/,
+    );
+  });
+});

@@ -1,0 +1,307 @@
+/**
+ * The routing table from a member's own API server: what it imports (ServiceImports and the MCS
+ * EndpointSlices the controller wrote), what it exports (ServiceExports, their Services and
+ * Kubernetes' own EndpointSlices), TrafficPolicies, and the peer gateways the controller lists in
+ * the `meridian-gateway-peers` ConfigMap. Nothing comes from the hub, so a gateway keeps routing
+ * while the hub is down.
+ *
+ * `routingTableFrom` is the pure part; `KubernetesRoutingSource` watches and feeds it.
+ */
+import type { KubernetesObject, V1ConfigMap, V1EndpointSlice, V1Service } from "@kubernetes/client-node";
+import {
+  LABEL_SERVICE_NAME,
+  LABEL_SOURCE_CLUSTER,
+  type ServiceExport,
+  type ServiceImport,
+} from "../api/mcs.js";
+import { MEMBER_NAMESPACE } from "../api/meridian.js";
+import { Reflector } from "../kube/reflector.js";
+import { Resources, type RestClient } from "../kube/rest.js";
+import type { AccessDefault, AccessEntry } from "./access.js";
+import type { TrafficPolicySpec } from "./policy.js";
+import type {
+  Endpoint,
+  ExportRoute,
+  ImportRoute,
+  PeerGateway,
+  RoutingSource,
+  RoutingTable,
+} from "./routes.js";
+import { validateRoutingTable } from "./routes.js";
+
+/** The ConfigMap (in `meridian-system`) where the controller lists every member's gateway. */
+export const PEERS_CONFIGMAP = "meridian-gateway-peers";
+export const PEERS_KEY = "peers.json";
+/** On a ServiceExport: the cluster IDs that may consume it (comma-separated); absent: the default. */
+export const ANNOTATION_ALLOWED_CLUSTERS = "gateway.meridian.dev/allowed-clusters";
+const LABEL_KUBERNETES_SERVICE_NAME = "kubernetes.io/service-name";
+
+export type TrafficPolicy = KubernetesObject & {
+  spec: TrafficPolicySpec & { serviceRef: { name: string } };
+};
+
+export interface MemberRoutingState {
+  clusterId: string;
+  serviceImports: Iterable<ServiceImport & KubernetesObject>;
+  /** Every EndpointSlice of the member: the MCS ones and Kubernetes' own. */
+  endpointSlices: Iterable<V1EndpointSlice>;
+  serviceExports: Iterable<ServiceExport & KubernetesObject>;
+  services: Iterable<V1Service>;
+  trafficPolicies: Iterable<TrafficPolicy>;
+  peers: PeerGateway[];
+  accessDefault?: AccessDefault;
+  /**
+   * Where local clients reach an imported service: on its ClusterSetIP (local mode: the gateway
+   * stands in for kube-proxy) or on a port the gateway picks (0), for a Service to point at.
+   */
+  listenOn: "cluster-set-ip" | "gateway-port";
+}
+
+const key = (namespace: string | undefined, name: string | undefined): string => `${namespace}/${name}`;
+
+function groupBy<T>(items: Iterable<T>, keyOf: (item: T) => string | undefined): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = keyOf(item);
+    if (k === undefined) continue;
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}
+
+/** Ready endpoint addresses of slices, with the port the slice gives a port name (or number). */
+function sliceEndpoints(
+  slices: V1EndpointSlice[],
+  portName: string | undefined,
+  fallbackPort?: number,
+): Endpoint[] {
+  const out: Endpoint[] = [];
+  for (const slice of slices) {
+    const port =
+      slice.ports?.find((p) => (p.name ?? "") === (portName ?? ""))?.port ??
+      (slice.ports?.length === 1 ? slice.ports[0]!.port : undefined) ??
+      fallbackPort;
+    if (port === undefined) continue;
+    for (const ep of slice.endpoints ?? []) {
+      const ready = ep.conditions?.ready !== false;
+      for (const address of ep.addresses) out.push({ address, port, ready });
+    }
+  }
+  return out;
+}
+
+function preferredIp(ips: string[] | undefined): string | undefined {
+  return ips?.find((ip) => !ip.includes(":")) ?? ips?.[0];
+}
+
+function importRoutes(state: MemberRoutingState, mcsSlices: Map<string, V1EndpointSlice[]>): ImportRoute[] {
+  const policies = new Map(
+    [...state.trafficPolicies].map((p) => [key(p.metadata?.namespace, p.spec.serviceRef?.name), p.spec]),
+  );
+  const routes: ImportRoute[] = [];
+  for (const si of state.serviceImports) {
+    const service = key(si.metadata?.namespace, si.metadata?.name);
+    // Headless imports name pods directly: without a flat network there is nothing to route.
+    if (si.spec.type !== "ClusterSetIP") continue;
+    const vip = preferredIp(si.spec.ips);
+    if (state.listenOn === "cluster-set-ip" && !vip) continue;
+    const bySource = groupBy(mcsSlices.get(service) ?? [], (s) => s.metadata?.labels?.[LABEL_SOURCE_CLUSTER]);
+    const policy = policies.get(service);
+    for (const port of si.spec.ports ?? []) {
+      if ((port.protocol ?? "TCP") !== "TCP") continue;
+      const clusters: ImportRoute["clusters"] = [];
+      let localEndpoints: Endpoint[] | undefined;
+      for (const [clusterId, slices] of [...bySource].sort(([a], [b]) => a.localeCompare(b))) {
+        const endpoints = sliceEndpoints(slices, port.name);
+        if (clusterId === state.clusterId) localEndpoints = endpoints;
+        else clusters.push({ clusterId, readyEndpoints: endpoints.filter((e) => e.ready !== false).length });
+      }
+      routes.push({
+        service,
+        port: port.port,
+        ...(state.listenOn === "cluster-set-ip"
+          ? { listenHost: vip, listenPort: port.port }
+          : { listenPort: 0 }),
+        clusters,
+        ...(localEndpoints ? { localEndpoints } : {}),
+        ...(policy ? { policy: withoutServiceRef(policy) } : {}),
+      });
+    }
+  }
+  return routes.sort((a, b) => `${a.service}:${a.port}`.localeCompare(`${b.service}:${b.port}`));
+}
+
+function withoutServiceRef(spec: TrafficPolicy["spec"]): TrafficPolicySpec {
+  const { serviceRef: _ignored, ...rest } = spec;
+  return rest;
+}
+
+function allowList(exp: ServiceExport & KubernetesObject): AccessEntry[] | undefined {
+  const raw = exp.metadata?.annotations?.[ANNOTATION_ALLOWED_CLUSTERS];
+  if (raw === undefined) return undefined;
+  return raw
+    .split(",")
+    .map((c) => c.trim())
+    .filter((c) => c !== "")
+    .map((cluster) => ({ cluster }));
+}
+
+function exportRoutes(state: MemberRoutingState, ownSlices: Map<string, V1EndpointSlice[]>): ExportRoute[] {
+  const services = new Map([...state.services].map((s) => [key(s.metadata?.namespace, s.metadata?.name), s]));
+  const routes: ExportRoute[] = [];
+  for (const exp of state.serviceExports) {
+    const service = key(exp.metadata?.namespace, exp.metadata?.name);
+    const svc = services.get(service);
+    if (!svc) continue;
+    const allow = allowList(exp);
+    for (const port of svc.spec?.ports ?? []) {
+      if ((port.protocol ?? "TCP") !== "TCP") continue;
+      const target = typeof port.targetPort === "number" ? port.targetPort : undefined;
+      routes.push({
+        service,
+        port: port.port,
+        endpoints: sliceEndpoints(ownSlices.get(service) ?? [], port.name, target ?? port.port),
+        ...(allow ? { allow } : {}),
+      });
+    }
+  }
+  return routes.sort((a, b) => `${a.service}:${a.port}`.localeCompare(`${b.service}:${b.port}`));
+}
+
+/** The routing table of one member's gateway, from that member's objects alone. */
+export function routingTableFrom(state: MemberRoutingState): RoutingTable {
+  const slices = [...state.endpointSlices];
+  const mcsSlices = groupBy(slices, (s) => {
+    const name = s.metadata?.labels?.[LABEL_SERVICE_NAME];
+    return name === undefined ? undefined : key(s.metadata?.namespace, name);
+  });
+  const ownSlices = groupBy(slices, (s) => {
+    const name = s.metadata?.labels?.[LABEL_KUBERNETES_SERVICE_NAME];
+    return name === undefined || s.metadata?.labels?.[LABEL_SERVICE_NAME] !== undefined
+      ? undefined
+      : key(s.metadata?.namespace, name);
+  });
+  return {
+    peers: state.peers.filter((p) => p.clusterId !== state.clusterId),
+    imports: importRoutes(state, mcsSlices),
+    exports: exportRoutes(state, ownSlices),
+    ...(state.accessDefault ? { accessDefault: state.accessDefault } : {}),
+  };
+}
+
+/** Reads the peers ConfigMap; errors name the field. */
+export function parsePeers(configMap: V1ConfigMap | undefined): { peers: PeerGateway[]; error?: string } {
+  const raw = configMap?.data?.[PEERS_KEY];
+  if (raw === undefined) return { peers: [] };
+  try {
+    const peers = JSON.parse(raw) as PeerGateway[];
+    const errors = validateRoutingTable({ peers, imports: [], exports: [] });
+    if (errors.length > 0) return { peers: [], error: errors.join("; ") };
+    return { peers };
+  } catch (err) {
+    return { peers: [], error: `${PEERS_KEY} is not JSON: ${(err as Error).message}` };
+  }
+}
+
+export interface KubernetesRoutingSourceOptions {
+  clusterId: string;
+  listenOn: MemberRoutingState["listenOn"];
+  accessDefault?: AccessDefault;
+  /** Told about a peers ConfigMap it cannot use (the last good peers are kept). */
+  onError?: (message: string) => void;
+  /** Coalesces bursts of events into one table (ms). */
+  debounceMs?: number;
+}
+
+export class KubernetesRoutingSource implements RoutingSource {
+  private readonly imports: Reflector<ServiceImport & KubernetesObject>;
+  private readonly slices: Reflector<V1EndpointSlice>;
+  private readonly exports: Reflector<ServiceExport & KubernetesObject>;
+  private readonly services: Reflector<V1Service>;
+  private readonly policies: Reflector<TrafficPolicy>;
+  private readonly peersMap: Reflector<V1ConfigMap>;
+  private readonly listeners = new Set<(table: RoutingTable) => void>();
+  private table: RoutingTable = { peers: [], imports: [], exports: [] };
+  private peers: PeerGateway[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private started = false;
+
+  constructor(
+    rest: RestClient,
+    private readonly opts: KubernetesRoutingSourceOptions,
+  ) {
+    const onEvent = (): void => this.schedule();
+    this.imports = new Reflector(rest, Resources.serviceImports, { onEvent });
+    this.slices = new Reflector(rest, Resources.endpointSlices, { onEvent });
+    this.exports = new Reflector(rest, Resources.serviceExports, { onEvent });
+    this.services = new Reflector(rest, Resources.services, { onEvent });
+    this.policies = new Reflector(rest, Resources.trafficPolicies, { onEvent });
+    this.peersMap = new Reflector(rest, Resources.configMaps, {
+      namespace: MEMBER_NAMESPACE,
+      fieldSelector: `metadata.name=${PEERS_CONFIGMAP}`,
+      onEvent,
+    });
+  }
+
+  private get reflectors(): Reflector[] {
+    return [
+      this.imports,
+      this.slices,
+      this.exports,
+      this.services,
+      this.policies,
+      this.peersMap,
+    ] as Reflector[];
+  }
+
+  current(): RoutingTable {
+    return this.table;
+  }
+
+  subscribe(listener: (table: RoutingTable) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves once every cache has its first list, with the first table built. */
+  async start(): Promise<void> {
+    for (const r of this.reflectors) r.start();
+    await Promise.all(this.reflectors.map((r) => r.waitForSync(60_000)));
+    this.started = true;
+    this.rebuild();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    for (const r of this.reflectors) void r.stop();
+  }
+
+  private schedule(): void {
+    if (!this.started || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.rebuild();
+    }, this.opts.debounceMs ?? 20);
+  }
+
+  private rebuild(): void {
+    const parsed = parsePeers(this.peersMap.get(MEMBER_NAMESPACE, PEERS_CONFIGMAP));
+    if (parsed.error)
+      this.opts.onError?.(`ConfigMap ${MEMBER_NAMESPACE}/${PEERS_CONFIGMAP}: ${parsed.error}`);
+    else this.peers = parsed.peers;
+    this.table = routingTableFrom({
+      clusterId: this.opts.clusterId,
+      serviceImports: this.imports.values(),
+      endpointSlices: this.slices.values(),
+      serviceExports: this.exports.values(),
+      services: this.services.values(),
+      trafficPolicies: this.policies.values(),
+      peers: this.peers,
+      listenOn: this.opts.listenOn,
+      ...(this.opts.accessDefault ? { accessDefault: this.opts.accessDefault } : {}),
+    });
+    for (const l of this.listeners) l(this.table);
+  }
+}

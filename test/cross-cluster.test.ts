@@ -1,0 +1,136 @@
+/**
+ * Cross-cluster traffic on the local clusterset, end to end: members share no pod network, so a
+ * client in one member reaches a service exported by another only through the two members'
+ * gateways (mutual TLS between them), by the service's clusterset.local name.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { MCS_API_VERSION } from "../src/api/mcs.js";
+import { ANNOTATION_ALLOWED_CLUSTERS } from "../src/gateway/kube-routes.js";
+import {
+  clusterset,
+  eventually,
+  meridian,
+  MERIDIAN_BIN,
+  testNamespace,
+  type TestClusterset,
+} from "./harness.js";
+
+const cs: TestClusterset = await clusterset();
+const PORT = 8080;
+
+async function whereamiIn(cluster: string, ns: string, name: string): Promise<void> {
+  await cs.client(cluster).core.createNamespacedService({
+    namespace: ns,
+    body: { metadata: { name }, spec: { selector: { app: name }, ports: [{ name: "http", port: PORT }] } },
+  });
+  const run = await meridian(
+    [
+      "run",
+      cluster,
+      "-n",
+      ns,
+      "--labels",
+      `app=${name}`,
+      "--name",
+      `${name}-${cluster}`,
+      "--ready-port",
+      String(PORT),
+      "--detach",
+      "--",
+      process.execPath,
+      MERIDIAN_BIN,
+      "whereami",
+      "--port",
+      String(PORT),
+    ],
+    { stateDir: cs.stateDir },
+  );
+  assert.equal(run.code, 0, run.stderr);
+}
+
+async function exportFrom(cluster: string, ns: string, name: string, annotations?: Record<string, string>) {
+  await cs.client(cluster).apply({
+    apiVersion: MCS_API_VERSION,
+    kind: "ServiceExport",
+    metadata: { name, namespace: ns, ...(annotations ? { annotations } : {}) },
+  });
+}
+
+/** Which cluster answered a request from `from` (undefined when the request failed). */
+async function answeredBy(from: string, ns: string, name: string): Promise<string | undefined> {
+  const res = await meridian(
+    ["exec", from, "--", "curl", "-s", "-m", "3", `http://${name}.${ns}.svc.clusterset.local:${PORT}/`],
+    { stateDir: cs.stateDir },
+  );
+  if (res.code !== 0) return undefined;
+  return (JSON.parse(res.stdout) as { cluster: string }).cluster;
+}
+
+describe("cross-cluster traffic through the gateways", () => {
+  it("a client in west reaches east's service by its clusterset.local name, and so does a pod", async () => {
+    const ns = await testNamespace(cs, ["west", "east"]);
+    await whereamiIn("east", ns, "web");
+    await exportFrom("east", ns, "web");
+    await eventually("east's answer in west", async () =>
+      (await answeredBy("west", ns, "web")) === "east" ? true : undefined,
+    );
+    // A process run as a pod of west: its own network namespace, routed through west's node.
+    const pod = await meridian(
+      [
+        "run",
+        "west",
+        "-n",
+        ns,
+        "--",
+        "curl",
+        "-s",
+        "-m",
+        "3",
+        `http://web.${ns}.svc.clusterset.local:${PORT}/`,
+      ],
+      { stateDir: cs.stateDir },
+    );
+    assert.equal(pod.code, 0, pod.stderr);
+    assert.equal((JSON.parse(pod.stdout) as { cluster: string }).cluster, "east");
+  });
+
+  it("spreads over every exporter, and fails over when one cluster's endpoints die", async () => {
+    const ns = await testNamespace(cs, ["west", "east", "north"]);
+    await whereamiIn("east", ns, "spread");
+    await whereamiIn("north", ns, "spread");
+    await exportFrom("east", ns, "spread");
+    await exportFrom("north", ns, "spread");
+    await eventually("answers from both east and north", async () => {
+      const seen = new Set<string | undefined>();
+      for (let i = 0; i < 12; i++) seen.add(await answeredBy("west", ns, "spread"));
+      return seen.has("east") && seen.has("north") ? true : undefined;
+    });
+    await cs.client("east").core.deleteNamespacedPod({ name: "spread-east", namespace: ns });
+    const started = Date.now();
+    await eventually("only north answers", async () => {
+      for (let i = 0; i < 6; i++) if ((await answeredBy("west", ns, "spread")) !== "north") return undefined;
+      return true;
+    });
+    process.stdout.write(
+      `# failover to north complete ${Date.now() - started} ms after east's pod was deleted\n`,
+    );
+  });
+
+  it("refuses a consumer the export does not allow, at the exporting gateway, and logs who it was", async () => {
+    const ns = await testNamespace(cs, ["west", "east", "north"]);
+    await whereamiIn("east", ns, "private");
+    await exportFrom("east", ns, "private", { [ANNOTATION_ALLOWED_CLUSTERS]: "north" });
+    await eventually("north is let in", async () =>
+      (await answeredBy("north", ns, "private")) === "east" ? true : undefined,
+    );
+    assert.equal(await answeredBy("west", ns, "private"), undefined, "west must be refused");
+    await eventually("the refusal in east's gateway log", () => {
+      const log = readFileSync(cs.paths.logFile("east-gateway"), "utf8");
+      return log.split("\n").some((l) => l.includes("access denied") && l.includes("west") && l.includes(ns))
+        ? true
+        : undefined;
+    });
+  });
+});
