@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { MCS_API_VERSION } from "../src/api/mcs.js";
-import { ANNOTATION_ALLOWED_CLUSTERS } from "../src/gateway/kube-routes.js";
+import { ANNOTATION_ALLOWED_CLUSTERS, ANNOTATION_MODE } from "../src/gateway/kube-routes.js";
+import type { RoutingSummary } from "../src/cli/mcs.js";
 import {
   clusterset,
   eventually,
@@ -50,12 +51,24 @@ async function whereamiIn(cluster: string, ns: string, name: string): Promise<vo
   assert.equal(run.code, 0, run.stderr);
 }
 
-async function exportFrom(cluster: string, ns: string, name: string, annotations?: Record<string, string>) {
+async function exportFrom(
+  cluster: string,
+  ns: string,
+  name: string,
+  annotations?: Record<string, string>,
+  spec?: object,
+) {
   await cs.client(cluster).apply({
     apiVersion: MCS_API_VERSION,
     kind: "ServiceExport",
     metadata: { name, namespace: ns, ...(annotations ? { annotations } : {}) },
+    ...(spec ? { spec } : {}),
   });
+}
+
+async function routingIn(ns: string): Promise<RoutingSummary[]> {
+  const res = await meridian(["status", "-o", "json"], { stateDir: cs.stateDir });
+  return (JSON.parse(res.stdout) as { routing: RoutingSummary[] }).routing.filter((r) => r.namespace === ns);
 }
 
 /** Which cluster answered a request from `from` (undefined when the request failed). */
@@ -132,5 +145,30 @@ describe("cross-cluster traffic through the gateways", () => {
         ? true
         : undefined;
     });
+  });
+
+  it("meridian status shows each member's routing; a flat-mode service has no gateway in its path", async () => {
+    const ns = await testNamespace(cs, ["west", "east"]);
+    await whereamiIn("east", ns, "routed");
+    await exportFrom("east", ns, "routed");
+    await whereamiIn("east", ns, "direct");
+    await exportFrom("east", ns, "direct", undefined, { exportedAnnotations: { [ANNOTATION_MODE]: "flat" } });
+    const west = await eventually("west's gateway routing to east", async () => {
+      const r = (await routingIn(ns)).find((x) => x.cluster === "west" && x.name === "routed");
+      return r?.targets.some((t) => t.clusterId === "east" && t.sharePercent === 100) ? r : undefined;
+    });
+    assert.equal(west.port, PORT);
+    const table = await meridian(["status"], { stateDir: cs.stateDir });
+    assert.match(table.stdout, new RegExp(`west\\s+${ns}/routed\\s+${PORT}\\s+east 100%`));
+    // The flat import exists, with east's pod addresses, but no gateway serves it.
+    await eventually("the flat import in west", async () => {
+      const si = await cs.client("west").read({
+        apiVersion: MCS_API_VERSION,
+        kind: "ServiceImport",
+        metadata: { name: "direct", namespace: ns },
+      });
+      return si?.metadata?.annotations?.[ANNOTATION_MODE] === "flat" ? true : undefined;
+    });
+    assert.equal((await routingIn(ns)).filter((r) => r.name === "direct").length, 0);
   });
 });

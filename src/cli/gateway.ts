@@ -12,6 +12,7 @@ import { Gateway } from "../gateway/gateway.js";
 import type { IdentitySource } from "../gateway/identity.js";
 import { FileIdentity, RenewingIdentity, splitPems } from "../gateway/identity.js";
 import { KubernetesRoutingSource } from "../gateway/kube-routes.js";
+import { GatewayStatusPublisher } from "../gateway/kube-status.js";
 import { JsonFileRoutingSource, type RoutingSource } from "../gateway/routes.js";
 import { loadCredentials } from "../kube/credentials.js";
 import { RestClient } from "../kube/rest.js";
@@ -106,6 +107,11 @@ function identityFrom(o: RunOptions, onError: (err: unknown) => void): IdentityS
   });
 }
 
+async function memberRestClient(o: RunOptions): Promise<RestClient> {
+  const { credentials } = await loadCredentials(o.kubeconfig, o.context, o.apiSocket);
+  return new RestClient(o.clusterId, credentials, { maxSockets: 8 });
+}
+
 async function routingSource(o: RunOptions, log: Logger): Promise<RoutingSource> {
   if ((o.routes === undefined) === !o.routesFromCluster)
     throw new Error("give exactly one of --routes <file> and --routes-from-cluster");
@@ -116,8 +122,7 @@ async function routingSource(o: RunOptions, log: Logger): Promise<RoutingSource>
       log.error({ err: err.message }, "routes file rejected; keeping the last good table"),
     );
   }
-  const { credentials } = await loadCredentials(o.kubeconfig, o.context, o.apiSocket);
-  return new KubernetesRoutingSource(new RestClient(o.clusterId, credentials, { maxSockets: 8 }), {
+  return new KubernetesRoutingSource(await memberRestClient(o), {
     clusterId: o.clusterId,
     listenOn: o.serveClusterSetIps ? "cluster-set-ip" : "gateway-port",
     accessDefault: o.accessDefault,
@@ -164,6 +169,13 @@ async function run(o: RunOptions): Promise<void> {
   process.stdout.write(
     `${JSON.stringify({ ready: true, peerPort: gateway.peerPort, metricsPort: metrics?.port, listen: Object.fromEntries(gateway.listenPorts()) })}\n`,
   );
+  // A gateway fed by its member reports its routing back there (for `meridian status`).
+  const publisher = o.routesFromCluster
+    ? new GatewayStatusPublisher(await memberRestClient(o), o.clusterId, gateway, (err) =>
+        log.warn({ err }, "could not publish the gateway status"),
+      )
+    : undefined;
+  publisher?.start();
   if (o.readyFile) writeFileSync(o.readyFile, `${process.pid}\n`);
   let stopping = false;
   const shutdown = (signal: string): void => {
@@ -172,6 +184,7 @@ async function run(o: RunOptions): Promise<void> {
     log.info({ signal }, "draining");
     void gateway.stop(seconds(o.drainTimeout, "--drain-timeout")).then(async () => {
       routes.stop();
+      publisher?.stop();
       await metrics?.close();
       if (o.readyFile) rmSync(o.readyFile, { force: true });
       process.exit(0);

@@ -10,7 +10,14 @@ import { resolveStateDir, StatePaths, UserError } from "../local/state.js";
 import { ClusterClient, isNotFound } from "../kube/client.js";
 import { isAlive } from "../local/processes.js";
 import { parseOutputFormat, renderStructured, renderTable } from "./output.js";
-import { collectServices, registerMcsCommands, type ExportSummary, type ImportSummary } from "./mcs.js";
+import {
+  collectServices,
+  registerMcsCommands,
+  type ExportSummary,
+  type GatewaySummary,
+  type ImportSummary,
+  type RoutingSummary,
+} from "./mcs.js";
 import { registerDaemonCommands } from "./daemons.js";
 
 const stateDirOption = () =>
@@ -45,7 +52,22 @@ function conditionCell(e: ExportSummary, type: string): string {
     : "-";
 }
 
-function servicesTables(exports: ExportSummary[], imports: ImportSummary[]): string {
+function routingCell(targets: RoutingSummary["targets"]): string {
+  if (targets.length === 0) return "no cluster has ready endpoints";
+  return targets
+    .map(
+      (t) =>
+        `${t.clusterId} ${t.sharePercent}%${t.usable ? "" : " (down)"}${t.tier > 0 ? ` [tier ${t.tier}]` : ""}`,
+    )
+    .join(", ");
+}
+
+function servicesTables(
+  exports: ExportSummary[],
+  imports: ImportSummary[],
+  routing: RoutingSummary[] = [],
+  gateways: GatewaySummary[] = [],
+): string {
   let out = "";
   if (exports.length > 0) {
     out += "\nEXPORTS\n";
@@ -71,6 +93,23 @@ function servicesTables(exports: ExportSummary[], imports: ImportSummary[]): str
         i.ips.join(",") || "-",
         i.ports.join(","),
         i.sourceClusters.join(",") || "-",
+      ]),
+    );
+  }
+  if (routing.length > 0) {
+    out += "\nROUTING (new connections, by each member's gateway)\n";
+    out += renderTable(
+      ["CLUSTER", "SERVICE", "PORT", "TO"],
+      routing.map((r) => [r.cluster, `${r.namespace}/${r.name}`, String(r.port), routingCell(r.targets)]),
+    );
+  }
+  if (gateways.length > 0) {
+    out += "\nGATEWAYS\n";
+    out += renderTable(
+      ["CLUSTER", "PEERS"],
+      gateways.map((g) => [
+        g.cluster,
+        g.peers.map((p) => `${p.clusterId} ${p.available ? "up" : `down (${p.probe})`}`).join(", ") || "-",
       ]),
     );
   }
@@ -162,7 +201,8 @@ export function buildProgram(): Command {
       const full = { ...s, ...services };
       print(
         format === "table"
-          ? statusTable(s) + servicesTables(services.exports, services.imports)
+          ? statusTable(s) +
+              servicesTables(services.exports, services.imports, services.routing, services.gateways)
           : renderStructured(full, format),
       );
       if (s.clusters.some((c) => c.health !== "Ready")) process.exitCode = 3;

@@ -2,12 +2,14 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { Option } from "commander";
-import type { KubernetesObject } from "@kubernetes/client-node";
+import type { KubernetesObject, V1ConfigMap } from "@kubernetes/client-node";
 import { MCS_API_VERSION, type ServiceExport, type ServiceImport } from "../api/mcs.js";
 import { apiErrorMessage, ClusterClient } from "../kube/client.js";
 import { join, leave } from "../membership/join.js";
 import { readClusterset, resolveStateDir, StatePaths, UserError } from "../local/state.js";
 import { ANNOTATION_EXPORT_TO, isDnsLabel } from "../controller/names.js";
+import { MEMBER_NAMESPACE } from "../api/meridian.js";
+import { parseGatewayStatus, STATUS_CONFIGMAP, type GatewayStatusReport } from "../gateway/kube-status.js";
 
 interface KubeFlags {
   kubeconfig?: string;
@@ -207,12 +209,31 @@ export interface ImportSummary {
   sourceClusters: string[];
 }
 
-/** Exports and imports of each reachable member, for `meridian status`. */
-export async function collectServices(
-  clients: ClusterClient[],
-): Promise<{ exports: ExportSummary[]; imports: ImportSummary[] }> {
+/** One imported (service, port) as a member's gateway routes it now. */
+export interface RoutingSummary {
+  cluster: string;
+  namespace: string;
+  name: string;
+  port: number;
+  targets: GatewayStatusReport["services"][number]["clusters"];
+}
+
+export interface GatewaySummary {
+  cluster: string;
+  peers: GatewayStatusReport["peers"];
+}
+
+/** Exports, imports and gateway routing of each reachable member, for `meridian status`. */
+export async function collectServices(clients: ClusterClient[]): Promise<{
+  exports: ExportSummary[];
+  imports: ImportSummary[];
+  routing: RoutingSummary[];
+  gateways: GatewaySummary[];
+}> {
   const exports: ExportSummary[] = [];
   const imports: ImportSummary[] = [];
+  const routing: RoutingSummary[] = [];
+  const gateways: GatewaySummary[] = [];
   await Promise.all(
     clients.map(async (c) => {
       try {
@@ -242,6 +263,20 @@ export async function collectServices(
             sourceClusters: (i.status?.clusters ?? []).map((s) => s.cluster),
           });
         }
+        const report = parseGatewayStatus(
+          await c.read<V1ConfigMap & KubernetesObject>({
+            apiVersion: "v1",
+            kind: "ConfigMap",
+            metadata: { name: STATUS_CONFIGMAP, namespace: MEMBER_NAMESPACE },
+          }),
+        );
+        if (report) {
+          gateways.push({ cluster: c.name, peers: report.peers });
+          for (const r of report.services) {
+            const [namespace, name] = r.service.split("/") as [string, string];
+            routing.push({ cluster: c.name, namespace, name, port: r.port, targets: r.clusters });
+          }
+        }
       } catch {
         // An unreachable member shows as Down in the cluster list; its services are unknown.
       }
@@ -249,5 +284,10 @@ export async function collectServices(
   );
   const order = (a: { cluster: string; namespace: string; name: string }, b: typeof a) =>
     `${a.namespace}/${a.name}/${a.cluster}`.localeCompare(`${b.namespace}/${b.name}/${b.cluster}`);
-  return { exports: exports.sort(order), imports: imports.sort(order) };
+  return {
+    exports: exports.sort(order),
+    imports: imports.sort(order),
+    routing: routing.sort((a, b) => order(a, b) || a.port - b.port),
+    gateways: gateways.sort((a, b) => a.cluster.localeCompare(b.cluster)),
+  };
 }

@@ -5,7 +5,7 @@
  * every event only enqueues keys, and one reconcile computes the desired state of a key with the
  * pure `desiredState` and applies it member by member.
  */
-import type { KubernetesObject, V1Secret } from "@kubernetes/client-node";
+import type { KubernetesObject, V1Secret, V1Service } from "@kubernetes/client-node";
 import { credentialsFromKubeconfig, type ClusterCredentials } from "../kube/credentials.js";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "pino";
@@ -400,6 +400,9 @@ export class Controller {
     // Derived Services first: the API server allocates their cluster IPs synchronously, so the
     // import can carry its VIPs in this same pass instead of waiting for the watch event.
     let allocated = false;
+    // What this pass wrote, so the second pass compares against it rather than a cache that has
+    // not seen the write yet (which would write the same object again).
+    const derivedWritten = new Map<string, V1Service>();
     await Promise.all(
       desired.imports.map(async (imp) => {
         if (!imp.derivedService) return;
@@ -407,12 +410,10 @@ export class Controller {
         const live = member.owned(namespace, name, derivedName).derivedService;
         try {
           const res = await this.applier(imp.clusterId).apply(imp.derivedService, live);
+          if (!res.applied) return;
+          derivedWritten.set(imp.clusterId, res.object);
           const obs = observations.find((o) => o.clusterId === imp.clusterId)!;
-          if (
-            res.applied &&
-            (res.object as { spec?: { clusterIPs?: string[] } }).spec?.clusterIPs &&
-            !live?.spec?.clusterIPs
-          ) {
+          if ((res.object as V1Service).spec?.clusterIPs && !live?.spec?.clusterIPs) {
             obs.derivedService = res.object;
             allocated = true;
           }
@@ -427,7 +428,8 @@ export class Controller {
     await Promise.all(
       members.map(async (member) => {
         try {
-          if (await this.applyToMember(member, desired, derivedName)) appliedIn.push(member.clusterId);
+          if (await this.applyToMember(member, desired, derivedName, derivedWritten.get(member.clusterId)))
+            appliedIn.push(member.clusterId);
         } catch (err) {
           errors.push(err);
         }
@@ -471,9 +473,11 @@ export class Controller {
     member: Member,
     desired: DesiredService,
     derivedName: string,
+    derivedJustWritten?: V1Service,
   ): Promise<boolean> {
     const applier = this.applier(member.clusterId);
-    const owned = member.owned(desired.namespace, desired.name, derivedName);
+    const cached = member.owned(desired.namespace, desired.name, derivedName);
+    const owned = derivedJustWritten ? { ...cached, derivedService: derivedJustWritten } : cached;
     const wanted = desired.imports.find((i) => i.clusterId === member.clusterId);
     let wrote = false;
     if (wanted) {

@@ -267,6 +267,13 @@ export class Gateway {
     });
   }
 
+  /** Health of every peer gateway in the routing table. */
+  peerHealth(): Array<{ clusterId: string } & HealthSnapshot> {
+    return this.table.peers
+      .filter((p) => p.clusterId !== this.o.clusterId)
+      .map((p) => ({ clusterId: p.clusterId, ...this.health.snapshot(p.clusterId) }));
+  }
+
   /** Probes one peer now (also run on the jittered ticker); resolves with the RTT or undefined. */
   async probe(clusterId: string): Promise<number | undefined> {
     const connector = this.connectors.get(clusterId);

@@ -5,6 +5,7 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import type { ServiceExport, ServiceImport } from "../api/mcs.js";
 import {
   ANNOTATION_ALLOWED_CLUSTERS,
+  ANNOTATION_MODE,
   parsePeers,
   PEERS_KEY,
   routingTableFrom,
@@ -111,6 +112,16 @@ describe("routingTableFrom", () => {
         ["shop/cart", 0, undefined],
         ["shop/pending", 0, undefined],
       ],
+    );
+  });
+
+  it("leaves flat-mode imports to the pod network", () => {
+    const flat = importOf("direct", ["10.96.0.6"]);
+    flat.metadata.annotations = { [ANNOTATION_MODE]: "flat" };
+    const table = routingTableFrom(state({ serviceImports: [flat, importOf("cart", ["10.96.0.5"])] }));
+    assert.deepEqual(
+      table.imports.map((r) => r.service),
+      ["shop/cart"],
     );
   });
 

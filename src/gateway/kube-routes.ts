@@ -34,6 +34,12 @@ export const PEERS_CONFIGMAP = "meridian-gateway-peers";
 export const PEERS_KEY = "peers.json";
 /** On a ServiceExport: the cluster IDs that may consume it (comma-separated); absent: the default. */
 export const ANNOTATION_ALLOWED_CLUSTERS = "gateway.meridian.dev/allowed-clusters";
+/**
+ * On a ServiceImport (set it through the ServiceExport's `spec.exportedAnnotations`): `flat` keeps
+ * the gateways out of the path, for clusters whose pod networks are routed to each other; clients
+ * then reach the exporters' pods directly through the import's EndpointSlices.
+ */
+export const ANNOTATION_MODE = "gateway.meridian.dev/mode";
 const LABEL_KUBERNETES_SERVICE_NAME = "kubernetes.io/service-name";
 
 export type TrafficPolicy = KubernetesObject & {
@@ -105,6 +111,7 @@ function importRoutes(state: MemberRoutingState, mcsSlices: Map<string, V1Endpoi
     const service = key(si.metadata?.namespace, si.metadata?.name);
     // Headless imports name pods directly: without a flat network there is nothing to route.
     if (si.spec.type !== "ClusterSetIP") continue;
+    if (si.metadata?.annotations?.[ANNOTATION_MODE] === "flat") continue;
     const vip = preferredIp(si.spec.ips);
     if (state.listenOn === "cluster-set-ip" && !vip) continue;
     const bySource = groupBy(mcsSlices.get(service) ?? [], (s) => s.metadata?.labels?.[LABEL_SOURCE_CLUSTER]);

@@ -1,0 +1,127 @@
+/**
+ * What a gateway reports about itself in its member: each imported service's current routing
+ * (which clusters get what share of new connections, and why) and each peer gateway's health, in
+ * the `meridian-gateway-status` ConfigMap of `meridian-system`. `meridian status` and the
+ * dashboard read it from the member's API server, like every other object.
+ */
+import type { KubernetesObject, V1ConfigMap } from "@kubernetes/client-node";
+import { MEMBER_NAMESPACE } from "../api/meridian.js";
+import { Applier } from "../kube/applier.js";
+import type { RestClient } from "../kube/rest.js";
+import type { ServiceRouting } from "./gateway.js";
+import type { HealthSnapshot } from "./health.js";
+
+export const STATUS_CONFIGMAP = "meridian-gateway-status";
+export const STATUS_KEY = "status.json";
+
+export interface GatewayStatusReport {
+  clusterId: string;
+  peers: Array<{ clusterId: string; available: boolean; probe: string; consecutiveFailures: number }>;
+  services: Array<{
+    service: string;
+    port: number;
+    clusters: Array<{
+      clusterId: string;
+      tier: number;
+      weight: number;
+      usable: boolean;
+      /** Percentage of new connections, rounded (0–100). */
+      sharePercent: number;
+      readyEndpoints: number;
+    }>;
+  }>;
+}
+
+/**
+ * The report, without what changes on every probe (round-trip times, ejection countdowns), so it
+ * is rewritten only when routing or health actually change.
+ */
+export function gatewayStatusReport(
+  clusterId: string,
+  routing: ServiceRouting[],
+  peers: Array<{ clusterId: string } & HealthSnapshot>,
+): GatewayStatusReport {
+  return {
+    clusterId,
+    peers: peers
+      .map((p) => ({
+        clusterId: p.clusterId,
+        available: p.available,
+        probe: p.probe,
+        consecutiveFailures: p.consecutiveFailures,
+      }))
+      .sort((a, b) => a.clusterId.localeCompare(b.clusterId)),
+    services: routing
+      .map((r) => ({
+        service: r.service,
+        port: r.port,
+        clusters: r.clusters.map((c) => ({
+          clusterId: c.clusterId,
+          tier: c.tier,
+          weight: c.weight,
+          usable: c.usable,
+          sharePercent: Math.round(c.share * 100),
+          readyEndpoints: c.readyEndpoints,
+        })),
+      }))
+      .sort((a, b) => `${a.service}:${a.port}`.localeCompare(`${b.service}:${b.port}`)),
+  };
+}
+
+export function parseGatewayStatus(configMap: V1ConfigMap | undefined): GatewayStatusReport | undefined {
+  const raw = configMap?.data?.[STATUS_KEY];
+  if (raw === undefined) return undefined;
+  try {
+    return JSON.parse(raw) as GatewayStatusReport;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface StatusSubject {
+  routing(): ServiceRouting[];
+  peerHealth(): Array<{ clusterId: string } & HealthSnapshot>;
+}
+
+/** Writes the report when it changes, at most once per `intervalMs`. */
+export class GatewayStatusPublisher {
+  private readonly applier: Applier;
+  private timer: NodeJS.Timeout | undefined;
+  private last = "";
+
+  constructor(
+    rest: RestClient,
+    private readonly clusterId: string,
+    private readonly subject: StatusSubject,
+    private readonly onError: (err: unknown) => void,
+    private readonly intervalMs = 2000,
+  ) {
+    this.applier = new Applier(rest, "meridian-gateway");
+  }
+
+  start(): void {
+    const tick = async (): Promise<void> => {
+      await this.publish().catch(this.onError);
+      this.timer = setTimeout(() => void tick(), this.intervalMs);
+    };
+    void tick();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  async publish(): Promise<void> {
+    const report = gatewayStatusReport(this.clusterId, this.subject.routing(), this.subject.peerHealth());
+    const content = JSON.stringify(report);
+    if (content === this.last) return;
+    const configMap: V1ConfigMap & KubernetesObject = {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: STATUS_CONFIGMAP, namespace: MEMBER_NAMESPACE },
+      data: { [STATUS_KEY]: content },
+    };
+    await this.applier.apply(configMap);
+    this.last = content;
+  }
+}
