@@ -107,6 +107,29 @@ describe("cross-cluster traffic through the gateways", () => {
     );
     assert.equal(pod.code, 0, pod.stderr);
     assert.equal((JSON.parse(pod.stdout) as { cluster: string }).cluster, "east");
+
+    const explained = await eventually("explain to find the whole path working", async () => {
+      const res = await meridian(["explain", "web", "-n", ns, "--from", "west"], { stateDir: cs.stateDir });
+      return res.code === 0 ? res : undefined;
+    });
+    assert.match(explained.stdout, new RegExp(`${ns}/web from west: reachable`));
+    assert.match(explained.stdout, /✔\s+connection\s+connected to 10\.96\.\d+\.\d+:8080/);
+    assert.match(explained.stdout, /✔\s+gateway\s+port 8080: east 100%/);
+
+    // A Service nobody exported: explain says so, and how to fix it.
+    await cs.client("east").core.createNamespacedService({
+      namespace: ns,
+      body: { metadata: { name: "hidden" }, spec: { selector: { app: "hidden" }, ports: [{ port: PORT }] } },
+    });
+    const hidden = await meridian(["explain", "hidden", "-n", ns, "--from", "west"], {
+      stateDir: cs.stateDir,
+    });
+    assert.equal(hidden.code, 2);
+    assert.match(hidden.stdout, new RegExp(`→ meridian export hidden -n ${ns} --cluster east`));
+
+    const bad = await meridian(["explain", "web", "-n", ns, "--from", "nowhere"], { stateDir: cs.stateDir });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--from nowhere is not one of the members \(west, east, north\)/);
   });
 
   it("spreads over every exporter, and fails over when one cluster's endpoints die", async () => {
@@ -139,6 +162,20 @@ describe("cross-cluster traffic through the gateways", () => {
       (await answeredBy("north", ns, "private")) === "east" ? true : undefined,
     );
     assert.equal(await answeredBy("west", ns, "private"), undefined, "west must be refused");
+    const explained = await meridian(["explain", "private", "-n", ns, "--from", "west", "-o", "json"], {
+      stateDir: cs.stateDir,
+    });
+    assert.equal(explained.code, 2, explained.stderr);
+    const steps = (
+      JSON.parse(explained.stdout) as { steps: Array<{ check: string; status: string; hint?: string }> }
+    ).steps;
+    const access = steps.find((x) => x.check === "access")!;
+    assert.equal(access.status, "fail");
+    assert.match(
+      access.hint!,
+      /add west to gateway\.meridian\.dev\/allowed-clusters on the ServiceExport in east/,
+    );
+    assert.equal(steps.find((x) => x.check === "connection")?.status, "fail");
     await eventually("the refusal in east's gateway log", () => {
       const log = readFileSync(cs.paths.logFile("east-gateway"), "utf8");
       return log.split("\n").some((l) => l.includes("access denied") && l.includes("west") && l.includes(ns))

@@ -322,13 +322,13 @@ describe("meridian exec", () => {
 
   it("reaches the other members' gateway addresses over the shared network, and nothing of theirs else", async () => {
     const east = cs.record.clusters.find((c) => c.name === "east")!;
-    // A listener on east's gateway address stands in for east's gateway.
+    // A listener of our own on east's gateway address (east's real gateway holds 15443).
     const listener = spawn("ip", ["netns", "exec", east.network!.nodeNamespace, process.execPath, "-e",
-      `require("net").createServer((s) => s.end("gw\\n")).listen(15443, "${east.network!.gatewayAddress}")`]); // prettier-ignore
+      `require("net").createServer((s) => s.end("gw\\n")).listen(15444, "${east.network!.gatewayAddress}")`]); // prettier-ignore
     try {
       const viaWan = await eventually("east's gateway address to answer from west", async () => {
         const res = await meridian(
-          ["exec", "west", "--", "curl", "-s", "-m", "2", `telnet://${east.network!.gatewayAddress}:15443`],
+          ["exec", "west", "--", "curl", "-s", "-m", "2", `telnet://${east.network!.gatewayAddress}:15444`],
           { stateDir: cs.stateDir },
         );
         return res.stdout.includes("gw") ? res : undefined;

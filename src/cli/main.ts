@@ -19,6 +19,7 @@ import {
   type RoutingSummary,
 } from "./mcs.js";
 import { registerDaemonCommands } from "./daemons.js";
+import { registerExplainCommand } from "./explain.js";
 
 const stateDirOption = () =>
   new Option(
@@ -297,6 +298,7 @@ export function buildProgram(): Command {
     });
 
   registerMcsCommands(program);
+  registerExplainCommand(program);
   registerDaemonCommands(program);
 
   return program;

@@ -224,7 +224,11 @@ export class Controller {
         this.schedulePeers();
         return;
       }
-      if (existing) await existing.member.stop();
+      if (existing) {
+        await existing.member.stop();
+        // The new client starts unsynced: its first availability must trigger a full reconcile.
+        this.lastAvailable.delete(name);
+      }
       const member = new Member({
         clusterId: cluster.spec.clusterID,
         rest: new RestClient(name, creds.credentials),
@@ -252,6 +256,8 @@ export class Controller {
     const entry = this.members.get(name);
     if (!entry) return;
     this.members.delete(name);
+    // A member that joins again under this name must count as newly available.
+    this.lastAvailable.delete(name);
     this.appliers.delete(entry.cluster.spec.clusterID);
     await entry.member.stop();
     this.opts.log.info({ cluster: name }, "member left; withdrawing its endpoints everywhere");

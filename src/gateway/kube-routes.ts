@@ -108,36 +108,45 @@ function importRoutes(state: MemberRoutingState, mcsSlices: Map<string, V1Endpoi
   );
   const routes: ImportRoute[] = [];
   for (const si of state.serviceImports) {
-    const service = key(si.metadata?.namespace, si.metadata?.name);
     // Headless imports name pods directly: without a flat network there is nothing to route.
-    if (si.spec.type !== "ClusterSetIP") continue;
-    if (si.metadata?.annotations?.[ANNOTATION_MODE] === "flat") continue;
+    if (si.spec.type !== "ClusterSetIP" || si.metadata?.annotations?.[ANNOTATION_MODE] === "flat") continue;
     const vip = preferredIp(si.spec.ips);
     if (state.listenOn === "cluster-set-ip" && !vip) continue;
-    const bySource = groupBy(mcsSlices.get(service) ?? [], (s) => s.metadata?.labels?.[LABEL_SOURCE_CLUSTER]);
+    const service = key(si.metadata?.namespace, si.metadata?.name);
+    const bySource = [
+      ...groupBy(mcsSlices.get(service) ?? [], (s) => s.metadata?.labels?.[LABEL_SOURCE_CLUSTER]),
+    ].sort(([a], [b]) => a.localeCompare(b));
     const policy = policies.get(service);
     for (const port of si.spec.ports ?? []) {
       if ((port.protocol ?? "TCP") !== "TCP") continue;
-      const clusters: ImportRoute["clusters"] = [];
-      let localEndpoints: Endpoint[] | undefined;
-      for (const [clusterId, slices] of [...bySource].sort(([a], [b]) => a.localeCompare(b))) {
-        const endpoints = sliceEndpoints(slices, port.name);
-        if (clusterId === state.clusterId) localEndpoints = endpoints;
-        else clusters.push({ clusterId, readyEndpoints: endpoints.filter((e) => e.ready !== false).length });
-      }
       routes.push({
         service,
         port: port.port,
         ...(state.listenOn === "cluster-set-ip"
           ? { listenHost: vip, listenPort: port.port }
           : { listenPort: 0 }),
-        clusters,
-        ...(localEndpoints ? { localEndpoints } : {}),
+        ...routeTargets(state.clusterId, bySource, port.name),
         ...(policy ? { policy: withoutServiceRef(policy) } : {}),
       });
     }
   }
   return routes.sort((a, b) => `${a.service}:${a.port}`.localeCompare(`${b.service}:${b.port}`));
+}
+
+/** Remote clusters with their ready endpoint counts; this cluster's own endpoints, reached directly. */
+function routeTargets(
+  self: string,
+  bySource: Array<[string, V1EndpointSlice[]]>,
+  portName: string | undefined,
+): Pick<ImportRoute, "clusters" | "localEndpoints"> {
+  const clusters: ImportRoute["clusters"] = [];
+  let localEndpoints: Endpoint[] | undefined;
+  for (const [clusterId, slices] of bySource) {
+    const endpoints = sliceEndpoints(slices, portName);
+    if (clusterId === self) localEndpoints = endpoints;
+    else clusters.push({ clusterId, readyEndpoints: endpoints.filter((e) => e.ready !== false).length });
+  }
+  return { clusters, ...(localEndpoints ? { localEndpoints } : {}) };
 }
 
 function withoutServiceRef(spec: TrafficPolicy["spec"]): TrafficPolicySpec {

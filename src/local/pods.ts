@@ -4,7 +4,7 @@
  * the process lives. The real endpointslice controller then publishes it behind any Service that
  * selects it. Deleting the Pod stops the process; the process exiting removes the Pod.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import {
   closeSync,
   existsSync,
@@ -467,6 +467,24 @@ export function execInMember(stateDir: string, clusterName: string, command: str
     const child = spawn(exe!, args, { stdio: "inherit" });
     child.once("exit", (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1)));
     child.once("error", () => resolve(127));
+  });
+}
+
+/** Runs a command inside a member's network and captures its output (for checks such as `explain`). */
+export function captureInMember(
+  stateDir: string,
+  clusterName: string,
+  command: string[],
+  timeoutMs = 10_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  requireNetworkPrivileges("checks inside a member's network");
+  const { cluster } = loadMember(stateDir, clusterName);
+  const [exe, ...args] = inNamespace(cluster.network!.nodeNamespace, command);
+  return new Promise((resolve) => {
+    execFile(exe!, args, { timeout: timeoutMs }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 

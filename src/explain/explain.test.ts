@@ -1,0 +1,157 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { explain, type ExplainInput, type MemberObservation } from "./explain.js";
+
+const ok = { status: "True", reason: "Ok", message: "" };
+const member = (cluster: string, over: Partial<MemberObservation> = {}): MemberObservation => ({
+  cluster,
+  reachable: true,
+  namespaceExists: true,
+  hasService: false,
+  ...over,
+});
+const exporter = (cluster: string, allowedClusters?: string[]): MemberObservation =>
+  member(cluster, {
+    hasService: true,
+    serviceExport: {
+      conditions: {
+        Valid: ok,
+        Ready: { status: "True", reason: "Exported", message: "Imported into 2 clusters: east, west." },
+        Conflict: { status: "False", reason: "NoConflicts", message: "" },
+      },
+      ...(allowedClusters ? { allowedClusters } : {}),
+    },
+  });
+
+const healthy = (): ExplainInput => ({
+  namespace: "shop",
+  service: "cart",
+  from: "west",
+  members: [member("west"), exporter("east")],
+  serviceImport: {
+    type: "ClusterSetIP",
+    ips: ["10.96.0.5"],
+    ports: [{ port: 80, protocol: "TCP" }],
+    clusters: ["east"],
+    flat: false,
+  },
+  endpoints: [{ cluster: "east", ready: 2, notReady: 0 }],
+  dns: { answers: ["10.96.0.5"] },
+  gateway: {
+    clusterId: "west",
+    peers: [{ clusterId: "east", available: true, probe: "healthy", consecutiveFailures: 0 }],
+    services: [
+      {
+        service: "shop/cart",
+        port: 80,
+        clusters: [
+          { clusterId: "east", tier: 0, weight: 2, usable: true, sharePercent: 100, readyEndpoints: 2 },
+        ],
+      },
+    ],
+  },
+  connection: { ok: true, detail: "connected" },
+});
+
+const step = (input: ExplainInput, check: string) => explain(input).steps.find((s) => s.check === check)!;
+
+describe("explain", () => {
+  it("calls a service with every step passing reachable", () => {
+    const e = explain(healthy());
+    assert.equal(e.reachable, true);
+    assert.deepEqual(
+      e.steps.map((s) => [s.check, s.status]),
+      [
+        ["consumer", "ok"],
+        ["service", "ok"],
+        ["export in east", "ok"],
+        ["import in west", "ok"],
+        ["endpoints", "ok"],
+        ["dns", "ok"],
+        ["access", "ok"],
+        ["gateway", "ok"],
+        ["connection", "ok"],
+      ],
+    );
+  });
+
+  it("says to export a service nobody exports, naming the cluster that has it", () => {
+    const input = healthy();
+    input.members = [member("west"), member("east", { hasService: true })];
+    delete input.serviceImport;
+    input.endpoints = [];
+    const e = explain(input);
+    assert.equal(e.reachable, false);
+    const exp = e.steps.find((s) => s.check === "export")!;
+    assert.equal(exp.status, "fail");
+    assert.equal(exp.hint, "meridian export cart -n shop --cluster east");
+  });
+
+  it("explains a missing import by the consumer's missing namespace", () => {
+    const input = healthy();
+    input.members[0] = member("west", { namespaceExists: false });
+    delete input.serviceImport;
+    const s = step(input, "import in west");
+    assert.equal(s.status, "fail");
+    assert.match(s.hint!, /kubectl --context west create namespace shop/);
+  });
+
+  it("fails on an invalid export with its message, and warns on a conflict", () => {
+    const input = healthy();
+    input.members[1]!.serviceExport!.conditions["Valid"] = {
+      status: "False",
+      reason: "NoService",
+      message: "Service shop/cart does not exist",
+    };
+    assert.equal(step(input, "export in east").status, "fail");
+    assert.match(step(input, "export in east").detail, /NoService.*does not exist/);
+    const conflicted = healthy();
+    conflicted.members[1]!.serviceExport!.conditions["Conflict"] = {
+      status: "True",
+      reason: "PortConflict",
+      message: "ports differ",
+    };
+    assert.equal(step(conflicted, "export in east").status, "warn");
+    assert.equal(explain(conflicted).reachable, true);
+  });
+
+  it("fails when no exporter has a ready endpoint, or every exporter with one refuses the consumer", () => {
+    const none = healthy();
+    none.endpoints = [{ cluster: "east", ready: 0, notReady: 3 }];
+    assert.equal(step(none, "endpoints").status, "fail");
+    const refused = healthy();
+    refused.members[1] = exporter("east", ["north"]);
+    const s = step(refused, "access");
+    assert.equal(s.status, "fail");
+    assert.match(s.hint!, /add west to gateway.meridian.dev\/allowed-clusters on the ServiceExport in east/);
+    const partly = healthy();
+    partly.members.push(exporter("north", ["east"]));
+    partly.endpoints.push({ cluster: "north", ready: 1, notReady: 0 });
+    assert.equal(step(partly, "access").status, "warn");
+  });
+
+  it("fails on a wrong DNS answer and on a gateway with no usable cluster, naming the peers down", () => {
+    const dns = healthy();
+    dns.dns = { answers: ["10.96.9.9"] };
+    assert.match(step(dns, "dns").detail, /not 10\.96\.0\.5/);
+    const gw = healthy();
+    gw.gateway!.peers[0]!.available = false;
+    gw.gateway!.services[0]!.clusters[0]!.usable = false;
+    const s = step(gw, "gateway");
+    assert.equal(s.status, "fail");
+    assert.match(s.detail, /no usable cluster.*peers down: east/);
+  });
+
+  it("skips what it could not check, and a flat import needs no gateway", () => {
+    const input = healthy();
+    delete input.dns;
+    delete input.connection;
+    delete input.gateway;
+    input.serviceImport!.flat = true;
+    const e = explain(input);
+    assert.equal(step(input, "dns").status, "skipped");
+    assert.equal(step(input, "connection").status, "skipped");
+    assert.equal(step(input, "gateway").status, "ok");
+    assert.equal(e.reachable, true);
+  });
+});

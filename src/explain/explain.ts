@@ -1,0 +1,322 @@
+/**
+ * `meridian explain`: why a multi-cluster service is or is not reachable from one cluster, as a
+ * walk along the path a connection takes: the Service and its exports, the import in the consuming
+ * cluster, endpoints per source cluster, the DNS answer there, access control at the exporters, the
+ * consuming gateway's routing and peers, and a live connection. This module is the pure verdict
+ * over what was observed; `src/cli/explain.ts` observes.
+ */
+import type { GatewayStatusReport } from "../gateway/kube-status.js";
+
+export type StepStatus = "ok" | "warn" | "fail" | "skipped";
+
+export interface ExplainStep {
+  check: string;
+  status: StepStatus;
+  detail: string;
+  /** What to do about it, for warn and fail. */
+  hint?: string;
+}
+
+export interface Condition {
+  status: string;
+  reason: string;
+  message: string;
+}
+
+export interface MemberObservation {
+  cluster: string;
+  reachable: boolean;
+  namespaceExists: boolean;
+  hasService: boolean;
+  serviceExport?: {
+    conditions: Record<string, Condition>;
+    /** From `gateway.meridian.dev/allowed-clusters`; undefined: anyone (the default). */
+    allowedClusters?: string[];
+  };
+}
+
+export interface ExplainInput {
+  namespace: string;
+  service: string;
+  from: string;
+  members: MemberObservation[];
+  /** The ServiceImport in `from`. */
+  serviceImport?: {
+    type: string;
+    ips: string[];
+    ports: Array<{ name?: string; port: number; protocol?: string }>;
+    clusters: string[];
+    flat: boolean;
+  };
+  /** Imported endpoints in `from`, per source cluster. */
+  endpoints: Array<{ cluster: string; ready: number; notReady: number }>;
+  /** Undefined when not checked (no way into the cluster's network from here). */
+  dns?: { answers: string[] } | { error: string };
+  /** The `from` gateway's report; undefined when it has none. */
+  gateway?: GatewayStatusReport;
+  connection?: { ok: boolean; detail: string };
+}
+
+export interface Explanation {
+  namespace: string;
+  service: string;
+  from: string;
+  reachable: boolean;
+  steps: ExplainStep[];
+}
+
+const list = (xs: readonly string[]): string => (xs.length === 0 ? "none" : xs.join(", "));
+
+function consumerStep(input: ExplainInput, consumer: MemberObservation | undefined): ExplainStep {
+  if (!consumer)
+    return {
+      check: "consumer",
+      status: "fail",
+      detail: `${input.from} is not a member of the clusterset`,
+      hint: "see 'meridian status' for the members, or join it with 'meridian join'",
+    };
+  if (!consumer.reachable)
+    return {
+      check: "consumer",
+      status: "fail",
+      detail: `${input.from}'s API server does not answer`,
+      hint: "see 'meridian status'",
+    };
+  return { check: "consumer", status: "ok", detail: `${input.from} answers` };
+}
+
+function serviceStep(input: ExplainInput): ExplainStep {
+  const key = `${input.namespace}/${input.service}`;
+  const withService = input.members.filter((m) => m.hasService).map((m) => m.cluster);
+  if (withService.length === 0)
+    return {
+      check: "service",
+      status: "fail",
+      detail: `no member has a Service ${key}`,
+      hint: `create the Service in the cluster(s) that run it`,
+    };
+  return { check: "service", status: "ok", detail: `Service ${key} exists in ${list(withService)}` };
+}
+
+function exportSteps(input: ExplainInput): ExplainStep[] {
+  const exporters = input.members.filter((m) => m.serviceExport);
+  if (exporters.length === 0) {
+    const candidate = input.members.find((m) => m.hasService)?.cluster ?? "<cluster>";
+    return [
+      {
+        check: "export",
+        status: "fail",
+        detail: `${input.namespace}/${input.service} is exported from no cluster`,
+        hint: `meridian export ${input.service} -n ${input.namespace} --cluster ${candidate}`,
+      },
+    ];
+  }
+  return exporters.map((m) => {
+    const c = m.serviceExport!.conditions;
+    const check = `export in ${m.cluster}`;
+    if (c["Valid"]?.status === "False")
+      return {
+        check,
+        status: "fail",
+        detail: `invalid (${c["Valid"].reason}): ${c["Valid"].message}`,
+        hint: "fix what the message names; the export is ignored until then",
+      };
+    if (c["Conflict"]?.status === "True")
+      return {
+        check,
+        status: "warn",
+        detail: `conflict (${c["Conflict"].reason}): ${c["Conflict"].message}`,
+        hint: "make the exports agree; until then the oldest export's properties apply",
+      };
+    if (!c["Valid"])
+      return {
+        check,
+        status: "warn",
+        detail: "no conditions yet: the controller has not seen it",
+        hint: "is the controller running? see 'meridian status'",
+      };
+    return { check, status: "ok", detail: c["Ready"]?.message || "valid, no conflict" };
+  });
+}
+
+function importStep(input: ExplainInput, consumer: MemberObservation | undefined): ExplainStep {
+  const si = input.serviceImport;
+  if (!si) {
+    if (consumer && !consumer.namespaceExists)
+      return {
+        check: `import in ${input.from}`,
+        status: "fail",
+        detail: `namespace ${input.namespace} does not exist in ${input.from}; imports go only where it does`,
+        hint: `kubectl --context ${input.from} create namespace ${input.namespace}`,
+      };
+    return {
+      check: `import in ${input.from}`,
+      status: "fail",
+      detail: `no ServiceImport ${input.namespace}/${input.service} in ${input.from}`,
+      hint: "see the exports' Ready conditions: an export limited to other clusters, or one not valid, imports nothing here",
+    };
+  }
+  const ports = si.ports.map((p) => `${p.port}/${p.protocol ?? "TCP"}`).join(", ");
+  const address = si.type === "ClusterSetIP" ? `ClusterSetIP ${list(si.ips)}` : "Headless";
+  return {
+    check: `import in ${input.from}`,
+    status: si.type === "ClusterSetIP" && si.ips.length === 0 ? "fail" : "ok",
+    detail: `${address}, ports ${ports || "none"}, from ${list(si.clusters)}${si.flat ? " (flat mode)" : ""}`,
+    ...(si.type === "ClusterSetIP" && si.ips.length === 0
+      ? { hint: "the import has no ClusterSetIP yet: see the controller's log" }
+      : {}),
+  };
+}
+
+function endpointsStep(input: ExplainInput): ExplainStep {
+  const ready = input.endpoints.reduce((n, e) => n + e.ready, 0);
+  const detail = input.endpoints
+    .map((e) => `${e.cluster}: ${e.ready} ready, ${e.notReady} not ready`)
+    .join("; ");
+  if (ready === 0)
+    return {
+      check: "endpoints",
+      status: "fail",
+      detail: detail || `no imported endpoints in ${input.from}`,
+      hint: "no exporting cluster has a ready pod behind the Service (or its cluster is unreachable): check the pods there",
+    };
+  return { check: "endpoints", status: "ok", detail };
+}
+
+function dnsStep(input: ExplainInput): ExplainStep {
+  const name = `${input.service}.${input.namespace}.svc.clusterset.local`;
+  if (!input.dns)
+    return {
+      check: "dns",
+      status: "skipped",
+      detail: `not checked (needs a way into ${input.from}'s network)`,
+    };
+  if ("error" in input.dns)
+    return {
+      check: "dns",
+      status: "fail",
+      detail: `${name} does not resolve in ${input.from}: ${input.dns.error}`,
+      hint: `is ${input.from}'s clusterset.local DNS running? see 'meridian status'`,
+    };
+  const { answers } = input.dns;
+  const expected = input.serviceImport?.type === "ClusterSetIP" ? input.serviceImport.ips : [];
+  const missing = expected.filter((ip) => !answers.includes(ip));
+  if (answers.length === 0 || missing.length > 0)
+    return {
+      check: "dns",
+      status: "fail",
+      detail: `${name} answers ${list(answers)}${missing.length ? `, not ${list(missing)}` : ""}`,
+      hint: "the member's DNS lags its API server or failed to sync: see its log",
+    };
+  return { check: "dns", status: "ok", detail: `${name} → ${list(answers)}` };
+}
+
+function accessStep(input: ExplainInput): ExplainStep {
+  const withEndpoints = new Set(input.endpoints.filter((e) => e.ready > 0).map((e) => e.cluster));
+  const refusing = input.members.filter(
+    (m) => m.serviceExport?.allowedClusters && !m.serviceExport.allowedClusters.includes(input.from),
+  );
+  if (refusing.length === 0)
+    return { check: "access", status: "ok", detail: `no exporter restricts ${input.from}` };
+  const refusingWithEndpoints = refusing.filter((m) => withEndpoints.has(m.cluster));
+  const allRefuse = [...withEndpoints].every((c) => refusing.some((m) => m.cluster === c));
+  return {
+    check: "access",
+    status: allRefuse && withEndpoints.size > 0 ? "fail" : "warn",
+    detail: `${list(refusing.map((m) => m.cluster))} refuse ${input.from} (allowed: ${refusing
+      .map((m) => `${m.cluster}: ${list(m.serviceExport!.allowedClusters!)}`)
+      .join("; ")})`,
+    hint:
+      refusingWithEndpoints.length > 0
+        ? `add ${input.from} to gateway.meridian.dev/allowed-clusters on the ServiceExport in ${list(refusingWithEndpoints.map((m) => m.cluster))}`
+        : undefined,
+  };
+}
+
+function routingStep(input: ExplainInput): ExplainStep {
+  const si = input.serviceImport;
+  if (si?.flat)
+    return {
+      check: "gateway",
+      status: "ok",
+      detail: "flat mode: clients reach the exporters' pods directly",
+    };
+  if (si && si.type !== "ClusterSetIP")
+    return {
+      check: "gateway",
+      status: "skipped",
+      detail: "headless imports are not routed through gateways",
+    };
+  if (!input.gateway)
+    return {
+      check: "gateway",
+      status: "warn",
+      detail: `${input.from}'s gateway has not reported its routing`,
+      hint: `is ${input.from}'s gateway running? see 'meridian status'`,
+    };
+  const key = `${input.namespace}/${input.service}`;
+  const routes = input.gateway.services.filter((s) => s.service === key);
+  if (routes.length === 0)
+    return {
+      check: "gateway",
+      status: "fail",
+      detail: `${input.from}'s gateway does not serve ${key}`,
+      hint: "the gateway has not seen the import yet, or the import has no TCP port",
+    };
+  const down = input.gateway.peers.filter((p) => !p.available).map((p) => p.clusterId);
+  const parts = routes.map((r) => {
+    const usable = r.clusters.filter((c) => c.usable && c.sharePercent > 0);
+    return {
+      port: r.port,
+      usable,
+      text: `port ${r.port}: ${usable.length ? usable.map((c) => `${c.clusterId} ${c.sharePercent}%`).join(", ") : "no usable cluster"}`,
+    };
+  });
+  const broken = parts.filter((p) => p.usable.length === 0);
+  return {
+    check: "gateway",
+    status: broken.length > 0 ? "fail" : down.length > 0 ? "warn" : "ok",
+    detail: `${parts.map((p) => p.text).join("; ")}${down.length ? `; peers down: ${list(down)}` : ""}`,
+    ...(broken.length > 0
+      ? {
+          hint: `no exporting cluster is usable from ${input.from}: their gateways are down or have no ready endpoints`,
+        }
+      : down.length > 0
+        ? { hint: `peer gateways down: ${list(down)}; traffic avoids them` }
+        : {}),
+  };
+}
+
+function connectionStep(input: ExplainInput): ExplainStep {
+  if (!input.connection) return { check: "connection", status: "skipped", detail: "not tried" };
+  return input.connection.ok
+    ? { check: "connection", status: "ok", detail: input.connection.detail }
+    : {
+        check: "connection",
+        status: "fail",
+        detail: input.connection.detail,
+        hint: "the earlier steps say where the path breaks",
+      };
+}
+
+export function explain(input: ExplainInput): Explanation {
+  const consumer = input.members.find((m) => m.cluster === input.from);
+  const steps = [
+    consumerStep(input, consumer),
+    serviceStep(input),
+    ...exportSteps(input),
+    importStep(input, consumer),
+    endpointsStep(input),
+    dnsStep(input),
+    accessStep(input),
+    routingStep(input),
+    connectionStep(input),
+  ];
+  return {
+    namespace: input.namespace,
+    service: input.service,
+    from: input.from,
+    reachable: steps.every((s) => s.status !== "fail"),
+    steps,
+  };
+}
