@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { Option } from "commander";
-import type { KubernetesObject, V1ConfigMap, V1EndpointSlice } from "@kubernetes/client-node";
+import type { KubernetesObject, V1ConfigMap } from "@kubernetes/client-node";
 import {
   LABEL_SERVICE_NAME,
   LABEL_SOURCE_CLUSTER,
