@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { MCS_API_VERSION } from "../src/api/mcs.js";
 import { ANNOTATION_ALLOWED_CLUSTERS, ANNOTATION_MODE } from "../src/gateway/kube-routes.js";
+import { readProcessRecord } from "../src/local/processes.js";
 import type { RoutingSummary } from "../src/cli/mcs.js";
 import {
   clusterset,
@@ -207,5 +208,35 @@ describe("cross-cluster traffic through the gateways", () => {
       return si?.metadata?.annotations?.[ANNOTATION_MODE] === "flat" ? true : undefined;
     });
     assert.equal((await routingIn(ns)).filter((r) => r.name === "direct").length, 0);
+  });
+
+  it("routes around a dead gateway within the bound, and back once it returns", async () => {
+    const ns = await testNamespace(cs, ["west", "east", "north"]);
+    await whereamiIn("east", ns, "gwdeath");
+    await whereamiIn("north", ns, "gwdeath");
+    await exportFrom("east", ns, "gwdeath");
+    await exportFrom("north", ns, "gwdeath");
+    await eventually("answers from both", async () => {
+      const seen = new Set<string | undefined>();
+      for (let i = 0; i < 12; i++) seen.add(await answeredBy("west", ns, "gwdeath"));
+      return seen.has("east") && seen.has("north") ? true : undefined;
+    });
+    const pid = readProcessRecord(cs.paths.pidFile("east-gateway"))!.pid;
+    process.kill(pid, "SIGKILL");
+    const killed = Date.now();
+    // Every request must still be answered: by north, once west's gateway has noticed.
+    await eventually("only north answers", async () => {
+      for (let i = 0; i < 6; i++) if ((await answeredBy("west", ns, "gwdeath")) !== "north") return undefined;
+      return true;
+    });
+    const outage = Date.now() - killed;
+    process.stdout.write(`# east's gateway killed: west routes only to north ${outage} ms later\n`);
+    assert.ok(outage < 15_000, `took ${outage} ms`);
+    const up = await meridian(["up"], { stateDir: cs.stateDir, timeoutMs: 120_000 });
+    assert.equal(up.code, 0, up.stderr);
+    await eventually("east answers again", async () => {
+      for (let i = 0; i < 12; i++) if ((await answeredBy("west", ns, "gwdeath")) === "east") return true;
+      return undefined;
+    });
   });
 });

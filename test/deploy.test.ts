@@ -25,7 +25,7 @@ async function dryRun(obj: KubernetesObject): Promise<string | undefined> {
 }
 
 describe("deploy/ manifests", () => {
-  for (const dir of ["crds", "controller"]) {
+  for (const dir of ["crds", "controller", "gateway"]) {
     it(`deploy/${dir} passes server-side dry-run against the hub`, async () => {
       const objects = loadManifestFiles(yamlFilesIn(path.join(REPO_ROOT, "deploy", dir)));
       assert.ok(objects.length > 0);

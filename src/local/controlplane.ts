@@ -103,14 +103,9 @@ export function apiserverCommand(
   ];
 }
 
-const UNUSED_API_GROUPS = [
-  "autoscaling/v1",
-  "autoscaling/v2",
-  "batch/v1",
-  "policy/v1",
-  "resource.k8s.io/v1",
-  "flowcontrol.apiserver.k8s.io/v1",
-];
+// Kept: everything a manifest of Meridian (or of a user, dry-run here) may contain, such as
+// PodDisruptionBudgets, HorizontalPodAutoscalers and Jobs. See ADR 5.
+const UNUSED_API_GROUPS = ["resource.k8s.io/v1", "flowcontrol.apiserver.k8s.io/v1"];
 
 export function kcmCommand(
   bins: Binaries,

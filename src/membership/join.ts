@@ -188,9 +188,8 @@ async function waitForToken(
   }
 }
 
-export async function join(opts: JoinOptions): Promise<Cluster> {
-  const log = opts.log ?? (() => {});
-  const hubNamespace = opts.hubNamespace ?? DEFAULT_HUB_NAMESPACE;
+/** The cluster ID to join under, after every check that could refuse the join; nothing is written. */
+async function checkedClusterId(opts: JoinOptions, hubNamespace: string): Promise<string> {
   if (!isDnsLabel(opts.name))
     throw new UserError(
       `invalid cluster name "${opts.name}": a DNS label (lower-case letters, digits, '-', at most 63)`,
@@ -225,6 +224,13 @@ export async function join(opts: JoinOptions): Promise<Cluster> {
         `cluster IDs must be unique. Leave it first ('meridian leave ${clash.metadata.name}') or choose another --cluster-id`,
     );
   }
+  return clusterID;
+}
+
+export async function join(opts: JoinOptions): Promise<Cluster> {
+  const log = opts.log ?? (() => {});
+  const hubNamespace = opts.hubNamespace ?? DEFAULT_HUB_NAMESPACE;
+  const clusterID = await checkedClusterId(opts, hubNamespace);
 
   const m = opts.member;
   await waitForMemberNamespaceGone(m, (line) => log(`${opts.name}: ${line}`));
