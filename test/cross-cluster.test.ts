@@ -82,6 +82,28 @@ async function answeredBy(from: string, ns: string, name: string): Promise<strin
   return (JSON.parse(res.stdout) as { cluster: string }).cluster;
 }
 
+/** A namespace where east and north both export `name`, with west seeing answers from both. */
+async function servedByEastAndNorth(name: string): Promise<string> {
+  const ns = await testNamespace(cs, ["west", "east", "north"]);
+  for (const cluster of ["east", "north"]) {
+    await whereamiIn(cluster, ns, name);
+    await exportFrom(cluster, ns, name);
+  }
+  await eventually("answers from both east and north", async () => {
+    const seen = new Set<string | undefined>();
+    for (let i = 0; i < 12; i++) seen.add(await answeredBy("west", ns, name));
+    return seen.has("east") && seen.has("north") ? true : undefined;
+  });
+  return ns;
+}
+
+async function onlyNorthAnswers(ns: string, name: string): Promise<void> {
+  await eventually("only north answers", async () => {
+    for (let i = 0; i < 6; i++) if ((await answeredBy("west", ns, name)) !== "north") return undefined;
+    return true;
+  });
+}
+
 describe("cross-cluster traffic through the gateways", () => {
   it("a client in west reaches east's service by its clusterset.local name, and so does a pod", async () => {
     const ns = await testNamespace(cs, ["west", "east"]);
@@ -134,22 +156,10 @@ describe("cross-cluster traffic through the gateways", () => {
   });
 
   it("spreads over every exporter, and fails over when one cluster's endpoints die", async () => {
-    const ns = await testNamespace(cs, ["west", "east", "north"]);
-    await whereamiIn("east", ns, "spread");
-    await whereamiIn("north", ns, "spread");
-    await exportFrom("east", ns, "spread");
-    await exportFrom("north", ns, "spread");
-    await eventually("answers from both east and north", async () => {
-      const seen = new Set<string | undefined>();
-      for (let i = 0; i < 12; i++) seen.add(await answeredBy("west", ns, "spread"));
-      return seen.has("east") && seen.has("north") ? true : undefined;
-    });
+    const ns = await servedByEastAndNorth("spread");
     await cs.client("east").core.deleteNamespacedPod({ name: "spread-east", namespace: ns });
     const started = Date.now();
-    await eventually("only north answers", async () => {
-      for (let i = 0; i < 6; i++) if ((await answeredBy("west", ns, "spread")) !== "north") return undefined;
-      return true;
-    });
+    await onlyNorthAnswers(ns, "spread");
     process.stdout.write(
       `# failover to north complete ${Date.now() - started} ms after east's pod was deleted\n`,
     );
@@ -211,24 +221,12 @@ describe("cross-cluster traffic through the gateways", () => {
   });
 
   it("routes around a dead gateway within the bound, and back once it returns", async () => {
-    const ns = await testNamespace(cs, ["west", "east", "north"]);
-    await whereamiIn("east", ns, "gwdeath");
-    await whereamiIn("north", ns, "gwdeath");
-    await exportFrom("east", ns, "gwdeath");
-    await exportFrom("north", ns, "gwdeath");
-    await eventually("answers from both", async () => {
-      const seen = new Set<string | undefined>();
-      for (let i = 0; i < 12; i++) seen.add(await answeredBy("west", ns, "gwdeath"));
-      return seen.has("east") && seen.has("north") ? true : undefined;
-    });
+    const ns = await servedByEastAndNorth("gwdeath");
     const pid = readProcessRecord(cs.paths.pidFile("east-gateway"))!.pid;
     process.kill(pid, "SIGKILL");
     const killed = Date.now();
     // Every request must still be answered: by north, once west's gateway has noticed.
-    await eventually("only north answers", async () => {
-      for (let i = 0; i < 6; i++) if ((await answeredBy("west", ns, "gwdeath")) !== "north") return undefined;
-      return true;
-    });
+    await onlyNorthAnswers(ns, "gwdeath");
     const outage = Date.now() - killed;
     process.stdout.write(`# east's gateway killed: west routes only to north ${outage} ms later\n`);
     assert.ok(outage < 15_000, `took ${outage} ms`);

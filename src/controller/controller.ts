@@ -485,52 +485,69 @@ export class Controller {
     const cached = member.owned(desired.namespace, desired.name, derivedName);
     const owned = derivedJustWritten ? { ...cached, derivedService: derivedJustWritten } : cached;
     const wanted = desired.imports.find((i) => i.clusterId === member.clusterId);
+    const wrote = wanted
+      ? await this.applyImport(applier, wanted, owned)
+      : await this.removeImport(applier, owned);
+    await this.applyExportStatus(applier, member, desired);
+    return wrote;
+  }
+
+  /** The import, its derived Service and its slices, as wanted; stale slices go. */
+  private async applyImport(
+    applier: Applier,
+    wanted: DesiredService["imports"][number],
+    owned: ReturnType<Member["owned"]>,
+  ): Promise<boolean> {
     let wrote = false;
-    if (wanted) {
-      if (wanted.derivedService)
-        wrote = (await applier.apply(wanted.derivedService, owned.derivedService)).applied || wrote;
-      wrote = (await applier.apply(wanted.serviceImport, owned.serviceImport)).applied || wrote;
-      const keep = new Set(wanted.endpointSlices.map((s) => s.metadata!.name!));
-      const sliceWrites = await Promise.all([
-        ...wanted.endpointSlices.map(
-          async (slice) =>
-            (await applier.apply(slice, owned.endpointSlices.get(slice.metadata!.name!))).applied,
-        ),
-        ...[...owned.endpointSlices].filter(([n]) => !keep.has(n)).map(([, slice]) => applier.delete(slice)),
-      ]);
-      wrote = sliceWrites.some(Boolean) || wrote;
-      if (!wanted.derivedService && owned.derivedService)
-        wrote = (await applier.delete(owned.derivedService)) || wrote;
-    } else {
-      for (const slice of owned.endpointSlices.values()) wrote = (await applier.delete(slice)) || wrote;
-      if (owned.serviceImport) wrote = (await applier.delete(owned.serviceImport)) || wrote;
-      if (owned.derivedService) wrote = (await applier.delete(owned.derivedService)) || wrote;
-    }
+    if (wanted.derivedService)
+      wrote = (await applier.apply(wanted.derivedService, owned.derivedService)).applied || wrote;
+    wrote = (await applier.apply(wanted.serviceImport, owned.serviceImport)).applied || wrote;
+    const keep = new Set(wanted.endpointSlices.map((s) => s.metadata!.name!));
+    const sliceWrites = await Promise.all([
+      ...wanted.endpointSlices.map(
+        async (slice) =>
+          (await applier.apply(slice, owned.endpointSlices.get(slice.metadata!.name!))).applied,
+      ),
+      ...[...owned.endpointSlices].filter(([n]) => !keep.has(n)).map(([, slice]) => applier.delete(slice)),
+    ]);
+    wrote = sliceWrites.some(Boolean) || wrote;
+    if (!wanted.derivedService && owned.derivedService)
+      wrote = (await applier.delete(owned.derivedService)) || wrote;
+    return wrote;
+  }
+
+  /** Everything Meridian owns for a service in a member that should import nothing. */
+  private async removeImport(applier: Applier, owned: ReturnType<Member["owned"]>): Promise<boolean> {
+    let wrote = false;
+    for (const slice of owned.endpointSlices.values()) wrote = (await applier.delete(slice)) || wrote;
+    if (owned.serviceImport) wrote = (await applier.delete(owned.serviceImport)) || wrote;
+    if (owned.derivedService) wrote = (await applier.delete(owned.derivedService)) || wrote;
+    return wrote;
+  }
+
+  private async applyExportStatus(applier: Applier, member: Member, desired: DesiredService): Promise<void> {
     const exp = desired.exports.find((e) => e.clusterId === member.clusterId);
     const live = member.exports.get(desired.namespace, desired.name);
-    if (exp && live) {
-      const wroteStatus = await applier.applyStatus(
+    if (!exp || !live) return;
+    const wrote = await applier.applyStatus(
+      {
+        apiVersion: MCS_API_VERSION,
+        kind: "ServiceExport",
+        metadata: { name: desired.name, namespace: desired.namespace },
+      },
+      { conditions: exp.conditions },
+      live.status,
+    );
+    if (wrote)
+      this.opts.log.debug(
         {
-          apiVersion: MCS_API_VERSION,
-          kind: "ServiceExport",
-          metadata: { name: desired.name, namespace: desired.namespace },
+          service: desired.key,
+          cluster: member.clusterId,
+          conditions: exp.conditions,
+          previous: live.status,
         },
-        { conditions: exp.conditions },
-        live.status,
+        "export status written",
       );
-      if (wroteStatus) {
-        this.opts.log.debug(
-          {
-            service: desired.key,
-            cluster: member.clusterId,
-            conditions: exp.conditions,
-            previous: live.status,
-          },
-          "export status written",
-        );
-      }
-    }
-    return wrote;
   }
 
   private recordPropagation(key: string, appliedIn: string[], success: boolean): void {

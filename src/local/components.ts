@@ -105,10 +105,13 @@ export async function waitForReadyFile(
   const readyFile = readyFilePath(ctx, processName);
   const logFile = ctx.paths.logFile(processName);
   const deadline = Date.now() + timeoutMs;
+  let missing = 0;
   for (let attempt = 1; Date.now() < deadline; attempt++) {
     if (existsSync(readyFile)) return;
     if (fallback && attempt % 20 === 0 && (await fallback())) return;
-    if (!isAlive(proc)) {
+    // Twice in a row, 50 ms apart: one look can fall between a process's exec calls.
+    missing = isAlive(proc) ? 0 : missing + 1;
+    if (missing >= 2) {
       throw new Error(
         `${processName} exited while starting; last lines of ${logFile}:\n${tail(logFile, 10)}`,
       );

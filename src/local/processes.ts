@@ -73,6 +73,8 @@ export function isAlive(record: ProcessRecord | undefined): boolean {
     const stat = readFileSync(`/proc/${record.pid}/stat`, "utf8");
     // A zombie has exited; it only waits for its parent to reap it.
     if (/^\d+ \(.*\) Z /.test(stat)) return false;
+    // Empty while the process is in execve (e.g. `ip netns exec` becoming its command).
+    if (cmdline === "") return true;
     return cmdline
       .split("\0")
       .some((arg) => arg === record.executable || arg.endsWith(`/${path.basename(record.executable)}`));
