@@ -237,4 +237,78 @@ describe("cross-cluster traffic through the gateways", () => {
       return undefined;
     });
   });
+
+  it("in a member whose gateway is a Service, imported slices point at the gateway on allocated ports, which it serves", async () => {
+    const ns = await testNamespace(cs, ["west", "east"]);
+    await whereamiIn("east", ns, "viagw");
+    await exportFrom("east", ns, "viagw");
+    const west = cs.client("west");
+    const nodeAddress = cs.record.clusters.find((c) => c.name === "west")!.network!.nodeAddress;
+    // What a gateway Deployment's Service looks like to the controller: ready endpoints in
+    // meridian-system/meridian-gateway. Here they are west's own gateway process.
+    await west.core.createNamespacedService({
+      namespace: "meridian-system",
+      body: { metadata: { name: "meridian-gateway" }, spec: { ports: [{ name: "peer-mtls", port: 15443 }] } },
+    });
+    await west.discovery.createNamespacedEndpointSlice({
+      namespace: "meridian-system",
+      body: {
+        metadata: {
+          name: "meridian-gateway-local",
+          labels: { "kubernetes.io/service-name": "meridian-gateway" },
+        },
+        addressType: "IPv4",
+        endpoints: [{ addresses: [nodeAddress], conditions: { ready: true } }],
+        ports: [{ name: "peer-mtls", port: 15443, protocol: "TCP" }],
+      },
+    });
+    try {
+      const slice = await eventually("west's slice for east to point at west's gateway", async () => {
+        const list = await west.discovery.listNamespacedEndpointSlice({
+          namespace: ns,
+          labelSelector: "multicluster.kubernetes.io/service-name=viagw",
+        });
+        const s = list.items.find(
+          (x) => x.metadata?.labels?.["multicluster.kubernetes.io/source-cluster"] === "east",
+        );
+        return s?.endpoints?.[0]?.addresses[0] === nodeAddress ? s : undefined;
+      });
+      const listenPort = slice.ports![0]!.port!;
+      assert.ok(listenPort >= 20000 && listenPort <= 29999, String(listenPort));
+      const si = await west.read({
+        apiVersion: MCS_API_VERSION,
+        kind: "ServiceImport",
+        metadata: { name: "viagw", namespace: ns },
+      });
+      assert.equal(
+        si?.metadata?.annotations?.["gateway.meridian.dev/listen-ports"],
+        `http/TCP=${listenPort}`,
+      );
+      // A client following the slice, as kube-proxy would, reaches east through the gateway.
+      const answer = await eventually("an answer on the slice's endpoint", async () => {
+        const res = await meridian(
+          ["exec", "west", "--", "curl", "-s", "-m", "3", `http://${nodeAddress}:${listenPort}/`],
+          { stateDir: cs.stateDir },
+        );
+        return res.code === 0 ? (JSON.parse(res.stdout) as { cluster: string }) : undefined;
+      });
+      assert.equal(answer.cluster, "east");
+    } finally {
+      await west.discovery.deleteNamespacedEndpointSlice({
+        name: "meridian-gateway-local",
+        namespace: "meridian-system",
+      });
+      await west.core.deleteNamespacedService({ name: "meridian-gateway", namespace: "meridian-system" });
+    }
+    // Without the gateway Service, west's slices carry east's pods again.
+    await eventually("pod slices back in west", async () => {
+      const list = await west.discovery.listNamespacedEndpointSlice({
+        namespace: ns,
+        labelSelector: "multicluster.kubernetes.io/service-name=viagw",
+      });
+      return list.items.some((x) => x.endpoints?.[0]?.addresses[0]?.startsWith("10.244.2."))
+        ? true
+        : undefined;
+    });
+  });
 });

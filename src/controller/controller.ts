@@ -14,7 +14,17 @@ import { Reflector } from "../kube/reflector.js";
 import { ApiError, resourcePath, Resources, RestClient } from "../kube/rest.js";
 import { WorkQueue } from "../kube/workqueue.js";
 import { MCS_API_VERSION } from "../api/mcs.js";
-import { CLUSTER_API_VERSION, type Cluster } from "../api/meridian.js";
+import {
+  ANNOTATION_GATEWAY_LISTEN_PORTS,
+  CLUSTER_API_VERSION,
+  GATEWAY_SERVICE,
+  MEMBER_NAMESPACE,
+  parseListenPorts,
+  type Cluster,
+} from "../api/meridian.js";
+import type { ImportingGateway } from "./endpoints.js";
+import { gatewayAddresses, ListenPortAllocator } from "./gateway-ports.js";
+import { portRef } from "./ports.js";
 import {
   DEFAULT_CONTROLLER_NAME,
   DEFAULT_REFUSED_NAMESPACES,
@@ -54,6 +64,7 @@ interface MemberEntry {
 type Trigger = "export" | "endpoints" | "owned" | "membership" | "resync";
 
 const FIELD_MANAGER = "meridian-controller";
+const GATEWAY_SERVICE_KEY = `${MEMBER_NAMESPACE}/${GATEWAY_SERVICE}`;
 
 export class Controller {
   private readonly clusters: Reflector<Cluster & KubernetesObject>;
@@ -363,6 +374,8 @@ export class Controller {
   }
 
   private onKey(key: string, trigger: Trigger): void {
+    // A member's gateway appearing, moving or going changes every import's slices there.
+    if (key === GATEWAY_SERVICE_KEY) return this.enqueueAll("membership");
     if (trigger === "endpoints" && !this.interesting(key)) return;
     if (trigger === "export" && !this.interesting(key)) return;
     this.enqueue(key, trigger);
@@ -399,7 +412,7 @@ export class Controller {
     const derivedName = derivedServiceName(namespace, name);
     const members = this.availableMembers();
     const observations = members.map((m) => this.observe(m, namespace, name, derivedName));
-    let desired = desiredState({ namespace, name, clusters: observations }, this.reconcileOptions());
+    let desired = this.desiredFor(namespace, name, observations, members);
     const errors: unknown[] = [];
     const appliedIn: string[] = [];
 
@@ -428,8 +441,7 @@ export class Controller {
         }
       }),
     );
-    if (allocated)
-      desired = desiredState({ namespace, name, clusters: observations }, this.reconcileOptions());
+    if (allocated) desired = this.desiredFor(namespace, name, observations, members);
 
     await Promise.all(
       members.map(async (member) => {
@@ -446,6 +458,56 @@ export class Controller {
       for (const err of errors) this.metrics.errors.inc({ cluster: errorCluster(err) });
       throw new AggregateError(errors, `${key}: ${errors.map(errorText).join("; ")}`);
     }
+  }
+
+  /**
+   * The desired state, in gateway mode for members that run a gateway: their imported slices point
+   * at it, on listen ports allocated here. Ports come from a first, pod-mode pass.
+   */
+  private desiredFor(
+    namespace: string,
+    name: string,
+    observations: ClusterObservation[],
+    members: Member[],
+  ): DesiredService {
+    const key = serviceKey(namespace, name);
+    const desired = desiredState({ namespace, name, clusters: observations }, this.reconcileOptions());
+    const gateways = new Map<string, ImportingGateway>();
+    for (const member of members) {
+      const addresses = gatewayAddresses(member);
+      const imp = desired.imports.find((i) => i.clusterId === member.clusterId);
+      if (addresses.length === 0 || imp?.serviceImport.spec.type !== "ClusterSetIP") {
+        this.listenPorts(member).release(key);
+        continue;
+      }
+      const refs = imp.serviceImport.spec.ports.map((p) => portRef(p.name, p.protocol));
+      gateways.set(member.clusterId, {
+        addresses,
+        listenPorts: this.listenPorts(member).allocate(key, refs),
+      });
+    }
+    if (gateways.size === 0) return desired;
+    return desiredState(
+      { namespace, name, clusters: observations, endpointMode: { kind: "gateway", gateways } },
+      this.reconcileOptions(),
+    );
+  }
+
+  private readonly allocators = new Map<string, ListenPortAllocator>();
+
+  /** The member's gateway listen ports, seeded from the imports already there (a restart keeps them). */
+  private listenPorts(member: Member): ListenPortAllocator {
+    let allocator = this.allocators.get(member.clusterId);
+    if (!allocator) {
+      allocator = new ListenPortAllocator();
+      for (const imp of member.imports.values())
+        allocator.seed(
+          serviceKey(imp.metadata.namespace!, imp.metadata.name!),
+          parseListenPorts(imp.metadata.annotations?.[ANNOTATION_GATEWAY_LISTEN_PORTS]),
+        );
+      this.allocators.set(member.clusterId, allocator);
+    }
+    return allocator;
   }
 
   private reconcileOptions() {

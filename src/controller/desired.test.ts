@@ -1510,3 +1510,55 @@ describe("a Service with no pods yet", () => {
     );
   });
 });
+
+describe("gateway mode", () => {
+  const gateways = new Map([
+    [
+      "c2",
+      {
+        addresses: [{ address: "10.2.255.7", addressType: "IPv4" as const }],
+        listenPorts: new Map([["http/TCP", 20001]]),
+      },
+    ],
+  ]);
+  const observed = (): ObservedService => ({
+    ...observe([exporter("c1", T1), exporter("c2", T2), bystander("c3")]),
+    endpointMode: { kind: "gateway", gateways },
+  });
+
+  it("points a gateway member's slices for other clusters at its gateway, on the allocated port, and keeps its own pods", () => {
+    const desired = desiredState(observed(), OPTIONS);
+    const inC2 = importIn(desired, "c2");
+    const fromC1 = inC2.endpointSlices.find((s) => sourceOf(s) === "c1")!;
+    assert.deepEqual(fromC1.endpoints, [{ addresses: ["10.2.255.7"], conditions: { ready: true } }]);
+    assert.deepEqual(fromC1.ports, [{ name: "http", port: 20001, protocol: "TCP" }]);
+    const fromC2 = inC2.endpointSlices.find((s) => sourceOf(s) === "c2")!;
+    assert.deepEqual(
+      fromC2.endpoints.map((e) => e.addresses[0]),
+      ["10.2.0.1"],
+    );
+    assert.equal(
+      inC2.serviceImport.metadata.annotations?.["gateway.meridian.dev/listen-ports"],
+      "http/TCP=20001",
+    );
+  });
+
+  it("leaves members without a gateway in pod mode", () => {
+    const inC3 = importIn(desiredState(observed(), OPTIONS), "c3");
+    assert.deepEqual(inC3.endpointSlices.map((s) => s.endpoints[0]!.addresses[0]).sort(), [
+      "10.1.0.1",
+      "10.2.0.1",
+    ]);
+    assert.equal(inC3.serviceImport.metadata.annotations?.["gateway.meridian.dev/listen-ports"], undefined);
+  });
+
+  it("marks the gateway endpoint not ready while the source has no ready endpoint", () => {
+    const o = observed();
+    o.clusters = [
+      exporter("c1", T1, { endpointSlices: [endpointSlice("cart-x", [{ ip: "10.1.0.1", ready: false }])] }),
+      exporter("c2", T2),
+    ];
+    const fromC1 = importIn(desiredState(o, OPTIONS), "c2").endpointSlices.find((s) => sourceOf(s) === "c1")!;
+    assert.equal(fromC1.endpoints[0]!.conditions?.ready, false);
+  });
+});

@@ -11,6 +11,7 @@
  *
  * Decisions are explained where they are made and summarised in `README.md`.
  */
+import { ANNOTATION_GATEWAY_LISTEN_PORTS, formatListenPorts } from "../api/meridian.js";
 import type {
   V1Condition,
   V1EndpointSlice,
@@ -59,7 +60,7 @@ import type { PortMergeResult } from "./ports.js";
 export { conditionsEqual, setCondition, withTransitionTime } from "./conditions.js";
 export type { ConditionSpec } from "./conditions.js";
 export { POD_ENDPOINT_MODE } from "./endpoints.js";
-export type { EndpointMode, PodEndpointMode } from "./endpoints.js";
+export type { EndpointMode, GatewayEndpointMode, ImportingGateway, PodEndpointMode } from "./endpoints.js";
 export {
   ANNOTATION_DERIVED_SERVICE,
   ANNOTATION_EXPORT_TO,
@@ -933,6 +934,10 @@ function desiredImport(
   );
   const annotations: Record<string, string> = { ...winner.exportedAnnotations };
   if (winner.type === "ClusterSetIP") annotations[ANNOTATION_DERIVED_SERVICE] = plan.derivedName;
+  const mode = plan.observed.endpointMode;
+  const gateway = mode?.kind === "gateway" ? mode.gateways.get(cluster.clusterId) : undefined;
+  if (gateway && winner.type === "ClusterSetIP")
+    annotations[ANNOTATION_GATEWAY_LISTEN_PORTS] = formatListenPorts(gateway.listenPorts);
   const readyCondition = withTransitionTime(
     cluster.serviceImport?.status?.conditions,
     addressing.ready,

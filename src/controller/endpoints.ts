@@ -26,12 +26,27 @@ export interface PodEndpointMode {
   readonly kind: "pod";
 }
 
+/** An importing cluster's own east-west gateway, as its imported slices point at it. */
+export interface ImportingGateway {
+  /** Ready addresses of the gateway's pods in the importing cluster. */
+  readonly addresses: readonly { address: string; addressType: SliceAddressType }[];
+  /** The gateway's listen port for each served port of the service, by `portRef(name, protocol)`. */
+  readonly listenPorts: ReadonlyMap<string, number>;
+}
+
 /**
- * How endpoints of exporting clusters are presented in an importing cluster. A discriminated
- * union: gateway mode (remote endpoints replaced by the local east-west gateway) will be a new
- * member, handled by a new case in {@link sliceBuilder}.
+ * Gateway mode: in an importing cluster that runs a gateway, every other cluster's endpoints are
+ * replaced by that gateway (one slice per source cluster, so `source-cluster` still says who
+ * serves), on the port the gateway holds for the service port; its own endpoints stay pods.
+ * Importing clusters without a gateway get pod slices.
  */
-export type EndpointMode = PodEndpointMode;
+export interface GatewayEndpointMode {
+  readonly kind: "gateway";
+  readonly gateways: ReadonlyMap<string, ImportingGateway>;
+}
+
+/** How endpoints of exporting clusters are presented in an importing cluster. */
+export type EndpointMode = PodEndpointMode | GatewayEndpointMode;
 
 /** The default endpoint mode. */
 export const POD_ENDPOINT_MODE: EndpointMode = { kind: "pod" };
@@ -231,17 +246,70 @@ export type SliceBuilder = (
  * cluster (10 members × 1,000 services would otherwise build every slice 10 times).
  */
 export function sliceBuilder(mode: EndpointMode, context: SliceContext): SliceBuilder {
+  const built = new Map<string, V1EndpointSlice[]>();
+  const pods: SliceBuilder = (_importingClusterId, source) => {
+    let slices = built.get(source.clusterId);
+    if (slices === undefined) {
+      slices = podSlices(source, context);
+      built.set(source.clusterId, slices);
+    }
+    return slices;
+  };
   switch (mode.kind) {
-    case "pod": {
-      const built = new Map<string, V1EndpointSlice[]>();
-      return (_importingClusterId, source) => {
-        let slices = built.get(source.clusterId);
-        if (slices === undefined) {
-          slices = podSlices(source, context);
-          built.set(source.clusterId, slices);
-        }
-        return slices;
+    case "pod":
+      return pods;
+    case "gateway":
+      return (importingClusterId, source) => {
+        const gateway = mode.gateways.get(importingClusterId);
+        if (!gateway || source.clusterId === importingClusterId) return pods(importingClusterId, source);
+        return gatewaySlices(source, gateway, context);
       };
+  }
+}
+
+/** One slice per address type of the gateway, ready while the source has a ready endpoint. */
+function gatewaySlices(
+  source: SourceEndpoints,
+  gateway: ImportingGateway,
+  context: SliceContext,
+): V1EndpointSlice[] {
+  const ports = new Map<string, DiscoveryV1EndpointPort>();
+  for (const group of source.groups) {
+    for (const port of group.ports) {
+      const ref = portRef(port.name, port.protocol);
+      const listenPort = gateway.listenPorts.get(ref);
+      if (listenPort === undefined) continue;
+      ports.set(ref, { ...port, port: listenPort });
     }
   }
+  if (ports.size === 0) return [];
+  const ready = source.groups.some((g) => g.endpoints.some((e) => e.conditions?.ready !== false));
+  const labels = { ...context.commonLabels, [context.sourceClusterLabel]: source.clusterId };
+  const slices: V1EndpointSlice[] = [];
+  for (const addressType of ["IPv4", "IPv6"] as const) {
+    const addresses = gateway.addresses.filter((a) => a.addressType === addressType).map((a) => a.address);
+    if (addresses.length === 0) continue;
+    slices.push({
+      apiVersion: "discovery.k8s.io/v1",
+      kind: "EndpointSlice",
+      metadata: {
+        name: endpointSliceName(
+          context.namespace,
+          context.serviceName,
+          source.clusterId,
+          `gateway|${addressType}`,
+        ),
+        namespace: context.namespace,
+        labels: { ...labels },
+      },
+      addressType,
+      endpoints: [...addresses]
+        .sort(compareText)
+        .map((address) => ({ addresses: [address], conditions: { ready } })),
+      ports: [...ports.values()].sort(
+        (a, b) => compareText(a.name ?? "", b.name ?? "") || compareText(a.protocol ?? "", b.protocol ?? ""),
+      ),
+    });
+  }
+  return slices;
 }

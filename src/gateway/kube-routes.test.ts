@@ -115,6 +115,14 @@ describe("routingTableFrom", () => {
     );
   });
 
+  it("listens on the ports the controller allocated, where this member's slices point at the gateway", () => {
+    const annotated = importOf("cart", ["10.96.0.5"]);
+    annotated.metadata.annotations = { "gateway.meridian.dev/listen-ports": "http/TCP=20004" };
+    const [route] = routingTableFrom(state({ serviceImports: [annotated] })).imports;
+    assert.equal(route!.listenPort, 20004);
+    assert.equal(route!.listenHost, undefined, "on the gateway's own address, not the VIP");
+  });
+
   it("leaves flat-mode imports to the pod network", () => {
     const flat = importOf("direct", ["10.96.0.6"]);
     flat.metadata.annotations = { [ANNOTATION_MODE]: "flat" };

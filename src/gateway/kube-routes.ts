@@ -14,7 +14,8 @@ import {
   type ServiceExport,
   type ServiceImport,
 } from "../api/mcs.js";
-import { MEMBER_NAMESPACE } from "../api/meridian.js";
+import { ANNOTATION_GATEWAY_LISTEN_PORTS, MEMBER_NAMESPACE, parseListenPorts } from "../api/meridian.js";
+import { portRef } from "../controller/ports.js";
 import { Reflector } from "../kube/reflector.js";
 import { Resources, type RestClient } from "../kube/rest.js";
 import type { AccessDefault, AccessEntry } from "./access.js";
@@ -111,7 +112,9 @@ function importRoutes(state: MemberRoutingState, mcsSlices: Map<string, V1Endpoi
     // Headless imports name pods directly: without a flat network there is nothing to route.
     if (si.spec.type !== "ClusterSetIP" || si.metadata?.annotations?.[ANNOTATION_MODE] === "flat") continue;
     const vip = preferredIp(si.spec.ips);
-    if (state.listenOn === "cluster-set-ip" && !vip) continue;
+    // Ports the controller allocated, where this member's slices point at the gateway itself.
+    const allocated = parseListenPorts(si.metadata?.annotations?.[ANNOTATION_GATEWAY_LISTEN_PORTS]);
+    if (allocated.size === 0 && state.listenOn === "cluster-set-ip" && !vip) continue;
     const service = key(si.metadata?.namespace, si.metadata?.name);
     const bySource = [
       ...groupBy(mcsSlices.get(service) ?? [], (s) => s.metadata?.labels?.[LABEL_SOURCE_CLUSTER]),
@@ -119,12 +122,16 @@ function importRoutes(state: MemberRoutingState, mcsSlices: Map<string, V1Endpoi
     const policy = policies.get(service);
     for (const port of si.spec.ports ?? []) {
       if ((port.protocol ?? "TCP") !== "TCP") continue;
+      const listenPort = allocated.get(portRef(port.name, port.protocol));
+      if (allocated.size > 0 && listenPort === undefined) continue;
       routes.push({
         service,
         port: port.port,
-        ...(state.listenOn === "cluster-set-ip"
-          ? { listenHost: vip, listenPort: port.port }
-          : { listenPort: 0 }),
+        ...(listenPort !== undefined
+          ? { listenPort }
+          : state.listenOn === "cluster-set-ip"
+            ? { listenHost: vip, listenPort: port.port }
+            : { listenPort: 0 }),
         ...routeTargets(state.clusterId, bySource, port.name),
         ...(policy ? { policy: withoutServiceRef(policy) } : {}),
       });
