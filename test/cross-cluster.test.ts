@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
+import type { KubernetesObject } from "@kubernetes/client-node";
 import { MCS_API_VERSION } from "../src/api/mcs.js";
 import { ANNOTATION_ALLOWED_CLUSTERS, ANNOTATION_MODE } from "../src/gateway/kube-routes.js";
 import { readProcessRecord } from "../src/local/processes.js";
@@ -72,6 +73,20 @@ async function routingIn(ns: string): Promise<RoutingSummary[]> {
   return (JSON.parse(res.stdout) as { routing: RoutingSummary[] }).routing.filter((r) => r.namespace === ns);
 }
 
+/** Which cluster answered each of `n` requests from `from`, in order ("failed" for a failure). */
+async function answersFrom(from: string, ns: string, name: string, n: number): Promise<string[]> {
+  const url = `http://${name}.${ns}.svc.clusterset.local:${PORT}/`;
+  const script = `for i in $(seq ${n}); do curl -s -m 3 ${url} || echo failed; echo; done`;
+  const res = await meridian(["exec", from, "--", "sh", "-c", script], {
+    stateDir: cs.stateDir,
+    timeoutMs: 120_000,
+  });
+  return res.stdout
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => (l.startsWith("{") ? (JSON.parse(l) as { cluster: string }).cluster : "failed"));
+}
+
 /** Which cluster answered a request from `from` (undefined when the request failed). */
 async function answeredBy(from: string, ns: string, name: string): Promise<string | undefined> {
   const res = await meridian(
@@ -90,8 +105,7 @@ async function servedByEastAndNorth(name: string): Promise<string> {
     await exportFrom(cluster, ns, name);
   }
   await eventually("answers from both east and north", async () => {
-    const seen = new Set<string | undefined>();
-    for (let i = 0; i < 12; i++) seen.add(await answeredBy("west", ns, name));
+    const seen = new Set(await answersFrom("west", ns, name, 12));
     return seen.has("east") && seen.has("north") ? true : undefined;
   });
   return ns;
@@ -99,8 +113,7 @@ async function servedByEastAndNorth(name: string): Promise<string> {
 
 async function onlyNorthAnswers(ns: string, name: string): Promise<void> {
   await eventually("only north answers", async () => {
-    for (let i = 0; i < 6; i++) if ((await answeredBy("west", ns, name)) !== "north") return undefined;
-    return true;
+    return (await answersFrom("west", ns, name, 6)).every((who) => who === "north") ? true : undefined;
   });
 }
 
@@ -232,10 +245,9 @@ describe("cross-cluster traffic through the gateways", () => {
     assert.ok(outage < 15_000, `took ${outage} ms`);
     const up = await meridian(["up"], { stateDir: cs.stateDir, timeoutMs: 120_000 });
     assert.equal(up.code, 0, up.stderr);
-    await eventually("east answers again", async () => {
-      for (let i = 0; i < 12; i++) if ((await answeredBy("west", ns, "gwdeath")) === "east") return true;
-      return undefined;
-    });
+    await eventually("east answers again", async () =>
+      (await answersFrom("west", ns, "gwdeath", 12)).includes("east") ? true : undefined,
+    );
   });
 
   it("in a member whose gateway is a Service, imported slices point at the gateway on allocated ports, which it serves", async () => {
@@ -310,5 +322,47 @@ describe("cross-cluster traffic through the gateways", () => {
         ? true
         : undefined;
     });
+  });
+
+  it("follows a TrafficPolicy: weights within a tolerance, then failover tiers", async () => {
+    const ns = await servedByEastAndNorth("shaped");
+    const policy = (spec: object) =>
+      cs.client("west").apply({
+        apiVersion: "meridian.dev/v1alpha1",
+        kind: "TrafficPolicy",
+        metadata: { name: "shaped", namespace: ns },
+        spec: { serviceRef: { name: "shaped" }, ...spec },
+      } as KubernetesObject);
+    const tally = async (n: number): Promise<Map<string, number>> => {
+      const counts = new Map<string, number>();
+      for (const who of await answersFrom("west", ns, "shaped", n))
+        counts.set(who, (counts.get(who) ?? 0) + 1);
+      return counts;
+    };
+    await policy({
+      locality: "None",
+      weights: [
+        { cluster: "east", weight: 3 },
+        { cluster: "north", weight: 1 },
+      ],
+    });
+    await eventually("west's gateway to apply the weights", async () => {
+      const r = (await routingIn(ns)).find((x) => x.cluster === "west" && x.name === "shaped");
+      return r?.targets.find((t) => t.clusterId === "east")?.sharePercent === 75 ? true : undefined;
+    });
+    const counts = await tally(40);
+    assert.equal(counts.get("failed"), undefined);
+    // Smooth weighted round robin: 30 and 10 exactly when nothing else shares the gateway.
+    assert.ok(Math.abs((counts.get("east") ?? 0) - 30) <= 4, JSON.stringify([...counts]));
+    await policy({ failover: [{ clusters: [{ cluster: "north" }] }, { clusters: [{ cluster: "east" }] }] });
+    await eventually("north's tier first", async () => {
+      const r = (await routingIn(ns)).find((x) => x.cluster === "west" && x.name === "shaped");
+      return r?.targets.find((t) => t.clusterId === "north")?.sharePercent === 100 ? true : undefined;
+    });
+    assert.deepEqual([...(await tally(10))], [["north", 10]]);
+    await cs.client("north").core.deleteNamespacedPod({ name: "shaped-north", namespace: ns });
+    await eventually("east's tier once north has no endpoint", async () =>
+      [...(await tally(5))].every(([who]) => who === "east") ? true : undefined,
+    );
   });
 });

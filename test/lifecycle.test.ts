@@ -201,10 +201,16 @@ describe("environment errors", () => {
     const first = mkdtempSync(path.join(os.tmpdir(), "m-side-a-"));
     const second = mkdtempSync(path.join(os.tmpdir(), "m-side-b-"));
     try {
-      const [a, b] = await Promise.all([
+      // allSettled: if one fails, the other must still finish before `down` runs, or its late
+      // processes outlive the test.
+      const started = await Promise.allSettled([
         up({ stateDir: first, members: 1 }),
         up({ stateDir: second, members: 1 }),
       ]);
+      for (const r of started) if (r.status === "rejected") throw r.reason;
+      const [a, b] = started.map(
+        (r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof up>>>).value,
+      ) as [Awaited<ReturnType<typeof up>>, Awaited<ReturnType<typeof up>>];
       assert.notEqual(a.record.id, b.record.id);
       const ports = (r: typeof a.record) => [
         r.etcd.clientPort,
