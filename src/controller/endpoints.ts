@@ -197,10 +197,28 @@ export function collectEndpointGroups(
   return result;
 }
 
+/** An imported slice: one source cluster's endpoints, named after the service, source and `part`. */
+function importedSlice(
+  context: SliceContext,
+  sourceClusterId: string,
+  part: string,
+  content: Pick<V1EndpointSlice, "addressType" | "endpoints" | "ports">,
+): V1EndpointSlice {
+  return {
+    apiVersion: "discovery.k8s.io/v1",
+    kind: "EndpointSlice",
+    metadata: {
+      name: endpointSliceName(context.namespace, context.serviceName, sourceClusterId, part),
+      namespace: context.namespace,
+      labels: { ...context.commonLabels, [context.sourceClusterLabel]: sourceClusterId },
+    },
+    ...content,
+  };
+}
+
 /** Pod mode: the groups as they are, chunked to at most `maxEndpointsPerSlice` endpoints a slice. */
 function podSlices(source: SourceEndpoints, context: SliceContext): V1EndpointSlice[] {
   const slices: V1EndpointSlice[] = [];
-  const labels = { ...context.commonLabels, [context.sourceClusterLabel]: source.clusterId };
   for (const group of source.groups) {
     const signature = `${group.addressType}|${portsSignature(group.ports)}`;
     for (
@@ -208,23 +226,13 @@ function podSlices(source: SourceEndpoints, context: SliceContext): V1EndpointSl
       start < group.endpoints.length;
       start += context.maxEndpointsPerSlice, chunk++
     ) {
-      slices.push({
-        apiVersion: "discovery.k8s.io/v1",
-        kind: "EndpointSlice",
-        metadata: {
-          name: endpointSliceName(
-            context.namespace,
-            context.serviceName,
-            source.clusterId,
-            `${signature}#${chunk}`,
-          ),
-          namespace: context.namespace,
-          labels: { ...labels },
-        },
-        addressType: group.addressType,
-        endpoints: group.endpoints.slice(start, start + context.maxEndpointsPerSlice),
-        ports: group.ports,
-      });
+      slices.push(
+        importedSlice(context, source.clusterId, `${signature}#${chunk}`, {
+          addressType: group.addressType,
+          endpoints: group.endpoints.slice(start, start + context.maxEndpointsPerSlice),
+          ports: group.ports,
+        }),
+      );
     }
   }
   return slices;
@@ -284,32 +292,22 @@ function gatewaySlices(
   }
   if (ports.size === 0) return [];
   const ready = source.groups.some((g) => g.endpoints.some((e) => e.conditions?.ready !== false));
-  const labels = { ...context.commonLabels, [context.sourceClusterLabel]: source.clusterId };
   const slices: V1EndpointSlice[] = [];
   for (const addressType of ["IPv4", "IPv6"] as const) {
     const addresses = gateway.addresses.filter((a) => a.addressType === addressType).map((a) => a.address);
     if (addresses.length === 0) continue;
-    slices.push({
-      apiVersion: "discovery.k8s.io/v1",
-      kind: "EndpointSlice",
-      metadata: {
-        name: endpointSliceName(
-          context.namespace,
-          context.serviceName,
-          source.clusterId,
-          `gateway|${addressType}`,
+    slices.push(
+      importedSlice(context, source.clusterId, `gateway|${addressType}`, {
+        addressType,
+        endpoints: [...addresses]
+          .sort(compareText)
+          .map((address) => ({ addresses: [address], conditions: { ready } })),
+        ports: [...ports.values()].sort(
+          (a, b) =>
+            compareText(a.name ?? "", b.name ?? "") || compareText(a.protocol ?? "", b.protocol ?? ""),
         ),
-        namespace: context.namespace,
-        labels: { ...labels },
-      },
-      addressType,
-      endpoints: [...addresses]
-        .sort(compareText)
-        .map((address) => ({ addresses: [address], conditions: { ready } })),
-      ports: [...ports.values()].sort(
-        (a, b) => compareText(a.name ?? "", b.name ?? "") || compareText(a.protocol ?? "", b.protocol ?? ""),
-      ),
-    });
+      }),
+    );
   }
   return slices;
 }
