@@ -112,7 +112,7 @@ async function memberRestClient(o: RunOptions): Promise<RestClient> {
   return new RestClient(o.clusterId, credentials, { maxSockets: 8 });
 }
 
-async function routingSource(o: RunOptions, log: Logger): Promise<RoutingSource> {
+function routingSource(o: RunOptions, log: Logger, member: RestClient | undefined): RoutingSource {
   if ((o.routes === undefined) === !o.routesFromCluster)
     throw new Error("give exactly one of --routes <file> and --routes-from-cluster");
   if (o.accessDefault !== "allow" && o.accessDefault !== "deny")
@@ -122,7 +122,8 @@ async function routingSource(o: RunOptions, log: Logger): Promise<RoutingSource>
       log.error({ err: err.message }, "routes file rejected; keeping the last good table"),
     );
   }
-  return new KubernetesRoutingSource(await memberRestClient(o), {
+  if (!member) throw new Error("--routes-from-cluster needs the member's API server");
+  return new KubernetesRoutingSource(member, {
     clusterId: o.clusterId,
     listenOn: o.serveClusterSetIps ? "cluster-set-ip" : "gateway-port",
     accessDefault: o.accessDefault,
@@ -143,7 +144,9 @@ async function run(o: RunOptions): Promise<void> {
   const log = createLogger("gateway");
   const onError = (err: unknown): void => log.error({ err }, "credentials");
   const peer = parseHostPort(o.listenPeer, "--listen-peer");
-  const routes = await routingSource(o, log);
+  // One client to the member, for the routing source and the status report alike.
+  const member = o.routesFromCluster ? await memberRestClient(o) : undefined;
+  const routes = routingSource(o, log, member);
   await routes.start();
   const gateway = new Gateway({
     clusterId: o.clusterId,
@@ -170,8 +173,8 @@ async function run(o: RunOptions): Promise<void> {
     `${JSON.stringify({ ready: true, peerPort: gateway.peerPort, metricsPort: metrics?.port, listen: Object.fromEntries(gateway.listenPorts()) })}\n`,
   );
   // A gateway fed by its member reports its routing back there (for `meridian status`).
-  const publisher = o.routesFromCluster
-    ? new GatewayStatusPublisher(await memberRestClient(o), o.clusterId, gateway, (err) =>
+  const publisher = member
+    ? new GatewayStatusPublisher(member, o.clusterId, gateway, (err) =>
         log.warn({ err }, "could not publish the gateway status"),
       )
     : undefined;

@@ -66,8 +66,8 @@ function routingCell(targets: RoutingSummary["targets"]): string {
 function servicesTables(
   exports: ExportSummary[],
   imports: ImportSummary[],
-  routing: RoutingSummary[] = [],
-  gateways: GatewaySummary[] = [],
+  routing: RoutingSummary[],
+  gateways: GatewaySummary[],
 ): string {
   let out = "";
   if (exports.length > 0) {

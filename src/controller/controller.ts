@@ -477,7 +477,7 @@ export class Controller {
       const addresses = gatewayAddresses(member);
       const imp = desired.imports.find((i) => i.clusterId === member.clusterId);
       if (addresses.length === 0 || imp?.serviceImport.spec.type !== "ClusterSetIP") {
-        this.listenPorts(member).release(key);
+        this.allocators.get(member.clusterId)?.release(key);
         continue;
       }
       const refs = imp.serviceImport.spec.ports.map((p) => portRef(p.name, p.protocol));
