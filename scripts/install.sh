@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf '[install] %s\n' "$*" >&2; }
 
-# Debian packages: ip (network namespaces), openssl (certificates), dig (DNS checks), curl.
-declare -A need=([ip]=iproute2 [openssl]=openssl [dig]=bind9-dnsutils [curl]=curl)
+# Debian packages: ip (network namespaces), openssl (certificates), dig (DNS checks), curl, and
+# Chromium for the dashboard's browser tests (driven by playwright-core, which downloads nothing).
+declare -A need=([ip]=iproute2 [openssl]=openssl [dig]=bind9-dnsutils [curl]=curl [chromium]=chromium)
 missing=()
 for cmd in "${!need[@]}"; do command -v "$cmd" >/dev/null || missing+=("${need[$cmd]}"); done
 if ((${#missing[@]} > 0)); then

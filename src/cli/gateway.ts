@@ -24,6 +24,8 @@ import {
   signGatewayRequest,
 } from "../gateway/trust.js";
 import { createLogger } from "../observability/logger.js";
+import { registryTotals, StatsPublisher } from "../observability/stats-report.js";
+import { MEMBER_NAMESPACE } from "../api/meridian.js";
 import { parseHostPort, startMetricsServer } from "../observability/metrics-server.js";
 
 interface RunOptions {
@@ -179,6 +181,24 @@ async function run(o: RunOptions): Promise<void> {
       )
     : undefined;
   publisher?.start();
+  // Traffic totals for the dashboard, which reads members through their API servers only.
+  const stats = member
+    ? new StatsPublisher(
+        member,
+        MEMBER_NAMESPACE,
+        "gateway",
+        async () => ({
+          counters: await registryTotals(gateway.metrics.registry, [
+            { metric: "meridian_gateway_connections_total", short: "connections" },
+            { metric: "meridian_gateway_connections_active", short: "active" },
+            { metric: "meridian_gateway_bytes_total", short: "bytes" },
+            { metric: "meridian_gateway_refusals_total", short: "refusals", by: "reason" },
+          ]),
+        }),
+        (err) => log.warn({ err }, "could not publish the gateway's traffic totals"),
+      )
+    : undefined;
+  stats?.start();
   if (o.readyFile) writeFileSync(o.readyFile, `${process.pid}\n`);
   let stopping = false;
   const shutdown = (signal: string): void => {
@@ -188,6 +208,7 @@ async function run(o: RunOptions): Promise<void> {
     void gateway.stop(seconds(o.drainTimeout, "--drain-timeout")).then(async () => {
       routes.stop();
       publisher?.stop();
+      stats?.stop();
       await metrics?.close();
       if (o.readyFile) rmSync(o.readyFile, { force: true });
       process.exit(0);

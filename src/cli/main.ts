@@ -20,6 +20,7 @@ import {
 } from "./mcs.js";
 import { registerDaemonCommands } from "./daemons.js";
 import { registerExplainCommand } from "./explain.js";
+import { registerDashboardCommand } from "./dashboard.js";
 
 const stateDirOption = () =>
   new Option(
@@ -299,6 +300,7 @@ export function buildProgram(): Command {
 
   registerMcsCommands(program);
   registerExplainCommand(program);
+  registerDashboardCommand(program);
   registerDaemonCommands(program);
 
   return program;

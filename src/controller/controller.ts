@@ -5,13 +5,13 @@
  * every event only enqueues keys, and one reconcile computes the desired state of a key with the
  * pure `desiredState` and applies it member by member.
  */
-import type { KubernetesObject, V1Secret, V1Service } from "@kubernetes/client-node";
-import { credentialsFromKubeconfig, type ClusterCredentials } from "../kube/credentials.js";
+import type { KubernetesObject, V1Service } from "@kubernetes/client-node";
+import { CredentialsError, errorText, readMemberCredentials } from "../kube/member-credentials.js";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "pino";
 import { Applier } from "../kube/applier.js";
 import { Reflector } from "../kube/reflector.js";
-import { ApiError, resourcePath, Resources, RestClient } from "../kube/rest.js";
+import { ApiError, Resources, RestClient } from "../kube/rest.js";
 import { WorkQueue } from "../kube/workqueue.js";
 import { MCS_API_VERSION } from "../api/mcs.js";
 import {
@@ -73,6 +73,8 @@ export class Controller {
   private readonly hubApplier: Applier;
   private readonly appliers = new Map<string, Applier>();
   private readonly pending = new Map<string, { since: number; trigger: Trigger }>();
+  /** The latest propagation time of each service, newest last, for the dashboard. */
+  private readonly recentPropagation = new Map<string, { seconds: number; at: string }>();
   private readonly controllerName: string;
   private readonly unreachableAfterMs: number;
   private started = false;
@@ -170,43 +172,6 @@ export class Controller {
   // Membership
   // ------------------------------------------------------------------------------------------
 
-  private async readCredentials(
-    cluster: Cluster,
-  ): Promise<{ credentials: ClusterCredentials; version: string }> {
-    const secretName = cluster.spec.credentials.secretName;
-    const key = cluster.spec.credentials.key ?? "kubeconfig";
-    let secret: V1Secret;
-    try {
-      secret = await this.opts.hub.request<V1Secret>(
-        "GET",
-        resourcePath(Resources.secrets, this.opts.namespace, secretName),
-      );
-    } catch (err) {
-      if (err instanceof ApiError && err.code === 404) {
-        throw new CredentialsError(
-          "SecretNotFound",
-          `Secret ${this.opts.namespace}/${secretName} does not exist`,
-        );
-      }
-      throw err;
-    }
-    const data = secret.data?.[key];
-    if (!data)
-      throw new CredentialsError(
-        "InvalidCredentials",
-        `Secret ${this.opts.namespace}/${secretName} has no key "${key}"`,
-      );
-    try {
-      const credentials = await credentialsFromKubeconfig(Buffer.from(data, "base64").toString("utf8"));
-      return { credentials, version: secret.metadata?.resourceVersion ?? "" };
-    } catch (err) {
-      throw new CredentialsError(
-        "InvalidCredentials",
-        `Secret ${this.opts.namespace}/${secretName} key "${key}" is not a usable kubeconfig: ${errorText(err)}`,
-      );
-    }
-  }
-
   private readonly memberChains = new Map<string, Promise<void>>();
 
   /** Runs membership changes of one Cluster one at a time, in event order. */
@@ -225,7 +190,7 @@ export class Controller {
     if (!cluster) return;
     const existing = this.members.get(name);
     try {
-      const creds = await this.readCredentials(cluster);
+      const creds = await readMemberCredentials(this.opts.hub, this.opts.namespace, cluster);
       if (
         existing &&
         existing.credentialsVersion === creds.version &&
@@ -619,6 +584,19 @@ export class Controller {
     const seconds = (performance.now() - p.since) / 1000;
     const trigger = p.trigger === "endpoints" ? "endpoints" : p.trigger === "export" ? "export" : "other";
     for (const cluster of appliedIn) this.metrics.propagation.observe({ cluster, trigger }, seconds);
+    this.recentPropagation.delete(key);
+    this.recentPropagation.set(key, {
+      seconds: Math.round(seconds * 1000) / 1000,
+      at: new Date().toISOString(),
+    });
+    const oldest = this.recentPropagation.keys().next().value;
+    if (this.recentPropagation.size > MAX_REPORTED_PROPAGATIONS && oldest !== undefined)
+      this.recentPropagation.delete(oldest);
+  }
+
+  /** Latest propagation per service (bounded), as the controller's stats report carries it. */
+  propagationReport(): Record<string, { seconds: number; at: string }> {
+    return Object.fromEntries(this.recentPropagation);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -671,19 +649,8 @@ export class Controller {
 
 const sleepMs = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
-class CredentialsError extends Error {
-  constructor(
-    readonly reason: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export function errorText(err: unknown): string {
-  if (err instanceof AggregateError) return err.errors.map(errorText).join("; ");
-  return err instanceof Error ? err.message : String(err);
-}
+/** Keeps the controller's stats ConfigMap far below the 1 MiB object limit. */
+const MAX_REPORTED_PROPAGATIONS = 2000;
 
 function errorCluster(err: unknown): string {
   return err instanceof ApiError ? "api" : "other";

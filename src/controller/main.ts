@@ -6,7 +6,9 @@ import { LeaderElector } from "../kube/leader.js";
 import { RestClient } from "../kube/rest.js";
 import { createLogger } from "../observability/logger.js";
 import { parseHostPort, startMetricsServer } from "../observability/metrics-server.js";
-import { Controller, errorText } from "./controller.js";
+import { Controller } from "./controller.js";
+import { errorText } from "../kube/member-credentials.js";
+import { registryTotals, StatsPublisher } from "../observability/stats-report.js";
 
 export interface ControllerProcessOptions {
   kubeconfig?: string;
@@ -61,7 +63,22 @@ export async function runController(opts: ControllerProcessOptions): Promise<voi
       log.fatal({ err: errorText(err) }, "controller failed to start");
       process.exit(1);
     }
+    stats.start();
   };
+  // What the dashboard shows of the controller, in the hub: reconciles and propagation times.
+  const stats = new StatsPublisher(
+    hub,
+    opts.namespace,
+    "controller",
+    async () => ({
+      counters: await registryTotals(registry, [
+        { metric: "meridian_controller_reconcile_total", short: "reconciles", by: "result" },
+      ]),
+      propagation: controller.propagationReport(),
+    }),
+    (err) => log.warn({ err: errorText(err) }, "could not publish the controller's stats"),
+    5000,
+  );
   let elector: LeaderElector | undefined;
   if (opts.leaderElect) {
     elector = new LeaderElector(hub, {
@@ -86,6 +103,7 @@ export async function runController(opts: ControllerProcessOptions): Promise<voi
   });
   log.info("shutting down");
   await elector?.stop();
+  stats.stop();
   await controller.stop();
   process.exit(0);
 }

@@ -23,6 +23,8 @@ import type { ResolveOptions } from "./resolve.js";
 import { startDnsServer } from "./server.js";
 import type { DnsQueryEvent, DnsServerHandle } from "./server.js";
 import { ClusterSetZone } from "./zone.js";
+import { MEMBER_NAMESPACE } from "../api/meridian.js";
+import { registryTotals, StatsPublisher } from "../observability/stats-report.js";
 
 export interface HostPort {
   readonly host: string;
@@ -154,6 +156,27 @@ export async function startDnsDaemon(options: DnsDaemonOptions): Promise<DnsDaem
     throw new Error(`cannot listen: ${(error as Error).message}`, { cause: error });
   }
   for (const reflector of reflectors) reflector.start();
+  // Query totals for the dashboard, in the member itself (the hub cannot reach this pod).
+  let warned = false;
+  const stats = new StatsPublisher(
+    rest,
+    MEMBER_NAMESPACE,
+    "dns",
+    async () => ({
+      counters: await registryTotals(registry, [
+        { metric: "meridian_dns_queries_total", short: "queries", by: "rcode" },
+      ]),
+    }),
+    (err) => {
+      if (!warned)
+        logger.warn(
+          { err: (err as Error).message },
+          "cannot publish query totals (the dashboard shows none)",
+        );
+      warned = true;
+    },
+  );
+  stats.start();
   const metricsAddress = metricsServer && toHostPort(metricsServer.address() as AddressInfo);
   logger.info(
     {
@@ -176,6 +199,7 @@ export async function startDnsDaemon(options: DnsDaemonOptions): Promise<DnsDaem
     synced,
     close() {
       closing ??= (async () => {
+        stats.stop();
         await dns.close();
         if (metricsServer) {
           metricsServer.closeAllConnections();

@@ -91,11 +91,16 @@ export function controllerClusterRole(): KubernetesObject & { rules: object[] } 
         resources: ["serviceimports/status"],
         verbs: ["get", "patch", "update"],
       },
+      // Read by the dashboard, which reaches members with the controller's credentials.
+      { apiGroups: ["meridian.dev"], resources: ["trafficpolicies"], verbs: ["get", "list", "watch"] },
     ],
   };
 }
 
-/** In the member's own namespace only: the gateway peer list the controller maintains. */
+/**
+ * In the member's own namespace only: the gateway peer list the controller maintains, and the
+ * components' reports (gateway routing, traffic and query totals) the dashboard watches.
+ */
 export function controllerMemberNamespaceRbac(): KubernetesObject[] {
   const metadata = { name: CONTROLLER_IDENTITY, namespace: MEMBER_NAMESPACE, labels: MANAGED_BY_MERIDIAN };
   return [
@@ -103,7 +108,9 @@ export function controllerMemberNamespaceRbac(): KubernetesObject[] {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "Role",
       metadata,
-      rules: [{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "create", "patch"] }],
+      rules: [
+        { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch", "create", "patch"] },
+      ],
     } as KubernetesObject,
     {
       apiVersion: "rbac.authorization.k8s.io/v1",

@@ -1,0 +1,665 @@
+/// <reference lib="dom" />
+/**
+ * The dashboard in the browser: receives the whole view over Server-Sent Events and renders the
+ * route in the address's hash. DOM nodes are built with textContent only (object names and
+ * condition messages are never parsed as HTML). Focus and the filter text survive re-renders, so
+ * live updates never pull the keyboard user away from where they are.
+ */
+import { flowGraph, LAYOUT, layoutGraph } from "./graph.js";
+import type { ClusterView, ConditionView, CounterView, DashboardView, Health, ServiceView } from "./view.js";
+
+type Child = Node | string | null | undefined | false;
+type Attrs = Record<string, string | number | boolean | undefined>;
+
+function h(tag: string, attrs: Attrs = {}, ...children: Child[]): HTMLElement {
+  const el = document.createElement(tag);
+  setAttrs(el, attrs);
+  append(el, children);
+  return el;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function s(tag: string, attrs: Attrs = {}, ...children: Child[]): SVGElement {
+  const el = document.createElementNS(SVG, tag);
+  setAttrs(el, attrs);
+  append(el, children);
+  return el;
+}
+
+function setAttrs(el: Element, attrs: Attrs): void {
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === false) continue;
+    el.setAttribute(k, v === true ? "" : String(v));
+  }
+}
+
+function append(el: Element, children: Child[]): void {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(typeof c === "string" ? document.createTextNode(c) : c);
+  }
+}
+
+const healthLabel: Record<Health, string> = {
+  healthy: "Healthy",
+  degraded: "Degraded",
+  unhealthy: "Unhealthy",
+  unknown: "Unknown",
+};
+
+function badge(health: Health, title?: string): HTMLElement {
+  return h("span", { class: `health ${health}`, title }, healthLabel[health]);
+}
+
+function empty(text: string, ...more: Child[]): HTMLElement {
+  return h("p", { class: "empty" }, text, ...more);
+}
+
+function code(text: string): HTMLElement {
+  return h("code", {}, text);
+}
+
+function table(caption: string, headers: string[], rows: Child[][], emptyText: string): HTMLElement {
+  if (rows.length === 0) return empty(emptyText);
+  return h(
+    "table",
+    {},
+    h("caption", {}, caption),
+    h("thead", {}, h("tr", {}, ...headers.map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, ...rows.map((r) => h("tr", {}, ...r.map((c) => h("td", {}, c))))),
+  );
+}
+
+function ago(iso: string | undefined): string {
+  if (!iso) return "never";
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 90) return `${s}s ago`;
+  if (s < 5400) return `${Math.round(s / 60)}m ago`;
+  return `${Math.round(s / 3600)}h ago`;
+}
+
+/** A condition; `good` is the status that is good news (False for Conflict). */
+function conditionCell(c: ConditionView | undefined, good: "True" | "False" = "True"): Child {
+  if (!c) return h("span", { class: "muted" }, "not reported");
+  const cls = c.status === "Unknown" ? "unknown" : c.status === good ? "healthy" : "unhealthy";
+  return h(
+    "div",
+    {},
+    h("span", { class: `health ${cls}` }, `${c.status} · ${c.reason}`),
+    c.message ? h("div", { class: "message muted" }, c.message) : null,
+  );
+}
+
+const serviceHref = (sv: { namespace: string; name: string }) =>
+  `#/services/${encodeURIComponent(sv.namespace)}/${encodeURIComponent(sv.name)}`;
+const clusterHref = (name: string) => `#/clusters/${encodeURIComponent(name)}`;
+/** Links keep keyboard focus across live re-renders (found again by their target). */
+const link = (href: string, text: string) => h("a", { href, "data-focus": `link:${href}` }, text);
+
+function shareBar(percent: number): HTMLElement {
+  const bar = h("span", { class: "bar" });
+  // Through the CSSOM: the page's Content-Security-Policy refuses style attributes.
+  bar.style.width = `${Math.max(2, percent / 2)}px`;
+  return bar;
+}
+
+// --------------------------------------------------------------------------------------------
+// State: the latest view, the route, and what the user typed
+// --------------------------------------------------------------------------------------------
+
+let view: DashboardView | undefined;
+let connected = false;
+const filters = { graph: "", services: "" };
+const expanded = new Set<string>();
+
+interface Route {
+  name: "overview" | "clusters" | "cluster" | "services" | "service" | "traffic" | "unknown";
+  params: string[];
+  query: URLSearchParams;
+}
+
+function route(): Route {
+  const raw = location.hash.replace(/^#/, "") || "/";
+  const [pathPart, queryPart] = raw.split("?", 2) as [string, string | undefined];
+  const parts = pathPart
+    .split("/")
+    .filter((p) => p !== "")
+    .map(decodeURIComponent);
+  const query = new URLSearchParams(queryPart ?? "");
+  if (parts.length === 0) return { name: "overview", params: [], query };
+  if (parts[0] === "clusters")
+    return { name: parts[1] ? "cluster" : "clusters", params: parts.slice(1), query };
+  if (parts[0] === "services")
+    return { name: parts.length >= 3 ? "service" : "services", params: parts.slice(1), query };
+  if (parts[0] === "traffic") return { name: "traffic", params: [], query };
+  return { name: "unknown", params: parts, query };
+}
+
+// --------------------------------------------------------------------------------------------
+// Views
+// --------------------------------------------------------------------------------------------
+
+function overview(v: DashboardView): Child[] {
+  const unhealthy = v.clusters.filter((c) => c.health === "unhealthy");
+  const conflicts = v.services.reduce((n, sv) => n + sv.conflicts.length, 0);
+  return [
+    h("h1", {}, "Clusterset overview"),
+    h(
+      "div",
+      { class: "cards" },
+      card(
+        `${v.clusters.filter((c) => c.health === "healthy").length}/${v.clusters.length}`,
+        "clusters healthy",
+      ),
+      card(String(v.services.length), "multi-cluster services"),
+      card(String(conflicts), "conflicts"),
+      card(String(unhealthy.length), "clusters unreachable or failing"),
+    ),
+    h("h2", {}, "Clusters"),
+    clustersTable(v.clusters),
+    h("h2", { id: "graph-title" }, "Exports and imports"),
+    graphSection(v),
+  ];
+}
+
+function card(n: string, label: string): HTMLElement {
+  return h("div", { class: "card" }, h("div", { class: "n" }, n), h("div", { class: "l" }, label));
+}
+
+function clustersTable(clusters: ClusterView[]): HTMLElement {
+  if (clusters.length === 0)
+    return empty("No member has joined yet. Add one with ", code("meridian join <name>"), ".");
+  return table(
+    "Every member registered in the hub",
+    ["Cluster", "Health", "Why", "Locality", "Exports", "Imports", "Conflicts", "Heartbeat"],
+    clusters.map((c) => [
+      link(clusterHref(c.name), c.name),
+      badge(c.health),
+      h("span", { class: "message" }, c.healthReason),
+      [c.region, c.zone].filter(Boolean).join(" / ") || "—",
+      String(c.exports),
+      String(c.imports),
+      String(c.conflicts),
+      ago(c.lastHeartbeat),
+    ]),
+    "",
+  );
+}
+
+function graphSection(v: DashboardView): HTMLElement {
+  const input = h("input", {
+    type: "search",
+    id: "graph-filter",
+    "data-focus": "graph-filter",
+    placeholder: "Filter services (namespace/name)",
+    "aria-label": "Filter the graph's services",
+    value: filters.graph,
+  }) as HTMLInputElement;
+  input.addEventListener("input", () => {
+    filters.graph = input.value;
+    render();
+  });
+  const toolbar = h(
+    "div",
+    { class: "toolbar" },
+    input,
+    expanded.size > 0 ? collapseButton() : null,
+    h("span", { class: "muted" }, "Left: exporting clusters. Middle: services. Right: importing clusters."),
+  );
+  if (v.services.length === 0)
+    return h(
+      "div",
+      {},
+      empty(
+        "Nothing is exported yet. Export a Service with ",
+        code("meridian export <service> -n <ns> --cluster <c>"),
+        ".",
+      ),
+    );
+  const graph = flowGraph(v, { maxServiceNodes: 40, expanded, filter: filters.graph });
+  if (graph.nodes.length === 0) return h("div", {}, toolbar, empty(`No service matches “${filters.graph}”.`));
+  const layout = layoutGraph(graph);
+  const top = 24;
+  const svg = s("svg", {
+    width: layout.width,
+    height: layout.height + top,
+    viewBox: `0 ${-top} ${layout.width} ${layout.height + top}`,
+    role: "img",
+    "aria-labelledby": "graph-title",
+  });
+  ["Exported by", "Service", "Imported in"].forEach((title, i) =>
+    svg.append(
+      s(
+        "text",
+        { class: "col-title", x: LAYOUT.margin + i * (LAYOUT.nodeWidth + LAYOUT.columnGap), y: -6 },
+        title,
+      ),
+    ),
+  );
+  for (const e of layout.edges) {
+    svg.append(
+      s(
+        "path",
+        { class: `edge ${e.health}`, d: e.path, "stroke-width": e.strokeWidth.toFixed(1) },
+        s(
+          "title",
+          {},
+          `${e.from.split(":")[1]} → ${e.to.split(":")[1]}: ${e.count} service${e.count === 1 ? "" : "s"}`,
+        ),
+      ),
+    );
+  }
+  for (const n of layout.nodes) {
+    const label = `${n.label}, ${healthLabel[n.health]}${n.detail ? `, ${n.detail}` : ""}`;
+    const a = s(
+      "a",
+      { href: n.href, "aria-label": label, "data-node": n.id, "data-focus": `node:${n.id}` },
+      s("rect", { class: n.health, x: n.x, y: n.y, width: n.width, height: n.height }),
+      s("text", { x: n.x + 10, y: n.y + 16 }, truncate(n.label, 30)),
+      s(
+        "text",
+        { class: "detail", x: n.x + 10, y: n.y + 31 },
+        `${healthLabel[n.health]}${n.detail ? ` · ${n.detail}` : ""}`,
+      ),
+    );
+    if (n.kind === "namespace") {
+      a.addEventListener("click", (ev) => {
+        ev.preventDefault();
+        expanded.add(n.label.replace(/\/\*$/, ""));
+        render();
+      });
+    }
+    svg.append(a);
+  }
+  return h("div", {}, toolbar, h("div", { class: "graph", "data-testid": "graph" }, svg));
+}
+
+function collapseButton(): HTMLElement {
+  const b = h("button", { type: "button" }, "Fold namespaces again");
+  b.addEventListener("click", () => {
+    expanded.clear();
+    render();
+  });
+  return b;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+function clusterPage(v: DashboardView, name: string): Child[] {
+  const c = v.clusters.find((x) => x.name === name);
+  if (!c) return [h("h1", {}, name), empty("No such cluster in the hub. It may have left the clusterset.")];
+  const exported = v.services.filter((sv) => sv.exporters.some((e) => e.cluster === name));
+  const imported = v.services.filter((sv) => sv.importers.some((i) => i.cluster === name));
+  const gateway = v.gateways.find((g) => g.cluster === name);
+  const dns = v.dns.find((d) => d.cluster === name);
+  const connection =
+    c.connection.state === "unreachable"
+      ? `unreachable since ${c.connection.since}: ${c.connection.error}`
+      : c.connection.state === "no-credentials"
+        ? c.connection.error
+        : c.connection.state;
+  return [
+    h("h1", {}, `Cluster ${c.name} `, badge(c.health)),
+    h(
+      "dl",
+      { class: "facts" },
+      h("dt", {}, "Why"),
+      h("dd", { class: "message" }, c.healthReason),
+      h("dt", {}, "Cluster ID"),
+      h("dd", {}, c.clusterId),
+      h("dt", {}, "Locality"),
+      h("dd", {}, [c.region, c.zone].filter(Boolean).join(" / ") || "not set"),
+      h("dt", {}, "Gateway addresses"),
+      h("dd", {}, c.gatewayAddresses.join(", ") || "none"),
+      h("dt", {}, "Kubernetes"),
+      h("dd", {}, c.kubernetesVersion ?? "unknown"),
+      h("dt", {}, "Controller heartbeat"),
+      h("dd", {}, ago(c.lastHeartbeat)),
+      h("dt", {}, "Dashboard connection"),
+      h("dd", { class: "message" }, connection),
+    ),
+    h("h2", {}, `Exports (${exported.length})`),
+    servicesTable(exported, `${name} exports nothing.`),
+    h("h2", {}, `Imports (${imported.length})`),
+    servicesTable(imported, `${name} imports nothing.`),
+    h("h2", {}, "Gateway"),
+    gateway ? gatewaysTable([gateway]) : empty("No gateway report from this cluster."),
+    h("h2", {}, "DNS"),
+    dns ? dnsTable([dns]) : empty("No DNS report from this cluster."),
+  ];
+}
+
+function servicesTable(services: ServiceView[], emptyText: string): HTMLElement {
+  return table(
+    "Multi-cluster services",
+    ["Service", "Health", "Why", "Exported by", "Imported in", "ClusterSetIP", "Ports"],
+    services.map((sv) => [
+      link(serviceHref(sv), `${sv.namespace}/${sv.name}`),
+      badge(sv.health),
+      h("span", { class: "message" }, sv.healthReason),
+      sv.exporters.map((e) => e.cluster).join(", ") || "—",
+      sv.importers.map((i) => i.cluster).join(", ") || "—",
+      sv.importers.find((i) => i.ips.length > 0)?.ips.join(", ") ?? "—",
+      sv.ports.join(", ") || "—",
+    ]),
+    emptyText,
+  );
+}
+
+function servicesPage(v: DashboardView, namespace: string | null): Child[] {
+  const input = h("input", {
+    type: "search",
+    "data-focus": "services-filter",
+    placeholder: "Filter (namespace/name)",
+    "aria-label": "Filter services",
+    value: filters.services,
+  }) as HTMLInputElement;
+  input.addEventListener("input", () => {
+    filters.services = input.value;
+    render();
+  });
+  const f = filters.services.trim().toLowerCase();
+  const shown = v.services.filter(
+    (sv) =>
+      (namespace === null || sv.namespace === namespace) &&
+      `${sv.namespace}/${sv.name}`.toLowerCase().includes(f),
+  );
+  return [
+    h("h1", {}, namespace ? `Services in ${namespace}` : "Services"),
+    h(
+      "div",
+      { class: "toolbar" },
+      input,
+      h("span", { class: "muted" }, `${shown.length} of ${v.services.length}`),
+    ),
+    servicesTable(
+      shown,
+      v.services.length === 0 ? "Nothing is exported yet." : "No service matches the filter.",
+    ),
+  ];
+}
+
+function servicePage(v: DashboardView, namespace: string, name: string): Child[] {
+  const sv = v.services.find((x) => x.namespace === namespace && x.name === name);
+  if (!sv)
+    return [
+      h("h1", {}, `${namespace}/${name}`),
+      empty(
+        "No cluster exports or imports this service. Export it with ",
+        code(`meridian export ${name} -n ${namespace} --cluster <c>`),
+        ".",
+      ),
+    ];
+  return [
+    h("h1", {}, `${sv.namespace}/${sv.name} `, badge(sv.health)),
+    h(
+      "dl",
+      { class: "facts" },
+      h("dt", {}, "Why"),
+      h("dd", { class: "message" }, sv.healthReason),
+      h("dt", {}, "Ports"),
+      h("dd", {}, sv.ports.join(", ") || "—"),
+      h("dt", {}, "Propagation"),
+      h(
+        "dd",
+        {},
+        sv.propagation
+          ? `last change reached every member in ${(sv.propagation.lastSeconds * 1000).toFixed(0)} ms (${ago(sv.propagation.at)})`
+          : "no recent change measured",
+      ),
+    ),
+    sv.conflicts.length > 0 ? h("h2", {}, "Conflicts") : null,
+    sv.conflicts.length > 0
+      ? table(
+          "Exports whose Conflict condition is True",
+          ["Cluster", "Reason", "Message"],
+          sv.conflicts.map((c) => [
+            c.cluster,
+            c.reason,
+            h("span", { class: "message", "data-testid": "conflict" }, c.message),
+          ]),
+          "",
+        )
+      : null,
+    h("h2", {}, "Exports"),
+    table(
+      "Each exporting cluster's ServiceExport conditions and access rule",
+      ["Cluster", "Valid", "Ready", "Conflict", "Access", "Mode"],
+      sv.exporters.map((e) => [
+        link(clusterHref(e.cluster), e.cluster),
+        conditionCell(e.valid),
+        conditionCell(e.ready),
+        conditionCell(e.conflict, "False"),
+        e.allowedClusters ? `only ${e.allowedClusters.join(", ") || "nobody"}` : "clusterset default",
+        e.flat ? "flat (no gateway)" : "gateway",
+      ]),
+      "No cluster exports it any more.",
+    ),
+    h("h2", {}, "Imports and endpoints"),
+    table(
+      "What each importing cluster has, by source cluster",
+      ["Cluster", "Type", "ClusterSetIP", "Endpoints by source (ready/total)", "Routing of new connections"],
+      sv.importers.map((i) => [
+        link(clusterHref(i.cluster), i.cluster),
+        i.type,
+        i.ips.join(", ") || "—",
+        i.endpoints.length > 0
+          ? h("div", {}, ...i.endpoints.map((e) => h("div", {}, `${e.sourceCluster}: ${e.ready}/${e.total}`)))
+          : h("span", { class: "muted" }, "none"),
+        i.routing.length > 0
+          ? h(
+              "div",
+              {},
+              ...i.routing.map((r) =>
+                h(
+                  "div",
+                  {},
+                  `port ${r.port}: `,
+                  r.targets.length === 0 ? h("span", { class: "unhealthy" }, "no cluster to send to") : null,
+                  ...r.targets.map((t) =>
+                    h(
+                      "span",
+                      {
+                        class: "pill",
+                        title: `tier ${t.tier}, weight ${t.weight}${t.usable ? "" : ", not usable"}`,
+                      },
+                      shareBar(t.sharePercent),
+                      `${t.clusterId} ${t.sharePercent}%`,
+                    ),
+                  ),
+                ),
+              ),
+            )
+          : h("span", { class: "muted" }, "no gateway report"),
+      ]),
+      "No cluster imports it yet (its namespace must exist in the importing cluster).",
+    ),
+    h("h2", {}, "Traffic policies"),
+    table(
+      "TrafficPolicies naming this service",
+      ["Cluster", "Policy", "What it asks for"],
+      sv.policies.map((p) => [p.cluster, p.name, p.summary]),
+      "No TrafficPolicy: locality first (same cluster, zone, region), then every exporter by endpoints.",
+    ),
+  ];
+}
+
+type GatewayView = DashboardView["gateways"][number];
+
+function counter(traffic: CounterView[] | undefined, name: string): string {
+  const c = traffic?.find((x) => x.name === name);
+  if (!c) return "—";
+  return c.perSecond !== undefined
+    ? `${c.total.toLocaleString()} (${c.perSecond.toFixed(1)}/s)`
+    : c.total.toLocaleString();
+}
+
+function peersCell(g: GatewayView): Child {
+  if (g.peers.length === 0) return h("span", { class: "muted" }, "no peers known");
+  return h(
+    "div",
+    {},
+    ...g.peers.map((p) =>
+      h(
+        "div",
+        {},
+        badge(
+          p.available ? "healthy" : "unhealthy",
+          `probe: ${p.probe}, ${p.consecutiveFailures} failures in a row`,
+        ),
+        ` ${p.clusterId}`,
+        p.available
+          ? null
+          : h("span", { class: "muted" }, ` (${p.probe}, ${p.consecutiveFailures} failures)`),
+      ),
+    ),
+  );
+}
+
+function refusalsCell(traffic: CounterView[] | undefined): Child {
+  const byReason = (traffic ?? []).filter((c) => c.name.startsWith("refusals{") && c.total > 0);
+  if (byReason.length === 0) return counter(traffic, "refusals");
+  return h(
+    "div",
+    {},
+    ...byReason.map((c) => h("div", {}, `${c.name.slice(9, -1)}: ${c.total.toLocaleString()}`)),
+  );
+}
+
+function gatewaysTable(gateways: GatewayView[]): HTMLElement {
+  return table(
+    "Each member's east-west gateway: its view of peer gateways, and traffic totals (rates since its previous report)",
+    ["Gateway", "Peer gateways", "Services routed", "Connections", "Open now", "Bytes", "Refusals"],
+    gateways.map((g) => [
+      link(clusterHref(g.cluster), g.cluster),
+      peersCell(g),
+      String(g.services),
+      counter(g.traffic, "connections"),
+      g.traffic?.find((c) => c.name === "active")?.total.toLocaleString() ?? "—",
+      counter(g.traffic, "bytes"),
+      refusalsCell(g.traffic),
+    ]),
+    "No gateway has reported yet.",
+  );
+}
+
+function dnsTable(dns: DashboardView["dns"]): HTMLElement {
+  return table(
+    "Each member's clusterset.local DNS server (rates since its previous report)",
+    ["Cluster", "Queries", "NXDOMAIN", "SERVFAIL"],
+    dns.map((d) => [
+      link(clusterHref(d.cluster), d.cluster),
+      counter(d.traffic, "queries"),
+      counter(d.traffic, "queries{NXDOMAIN}"),
+      counter(d.traffic, "queries{SERVFAIL}"),
+    ]),
+    "No DNS server has reported yet.",
+  );
+}
+
+function trafficPage(v: DashboardView): Child[] {
+  return [
+    h("h1", {}, "Gateways and DNS"),
+    h("h2", {}, "Gateways"),
+    gatewaysTable(v.gateways),
+    h("h2", {}, "DNS"),
+    dnsTable(v.dns),
+  ];
+}
+
+// --------------------------------------------------------------------------------------------
+// Rendering and the live connection
+// --------------------------------------------------------------------------------------------
+
+function render(): void {
+  const main = document.getElementById("main")!;
+  const r = route();
+  for (const a of document.querySelectorAll<HTMLAnchorElement>("header nav a")) {
+    const active =
+      a.dataset["nav"] === r.name ||
+      (a.dataset["nav"] === "clusters" && r.name === "cluster") ||
+      (a.dataset["nav"] === "services" && r.name === "service");
+    if (active) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  const banner = document.getElementById("banner")!;
+  const problems: string[] = [];
+  if (!connected && view)
+    problems.push("Lost the connection to the dashboard server; reconnecting. Showing the last known state.");
+  if (view && !view.hub.reachable)
+    problems.push(`The hub's API server cannot be reached: ${view.hub.error ?? "unknown error"}`);
+  banner.hidden = problems.length === 0;
+  banner.textContent = problems.join(" ");
+  if (!view) return;
+  const focusKey = (document.activeElement as HTMLElement | null)?.dataset?.["focus"];
+  const selection =
+    document.activeElement instanceof HTMLInputElement ? document.activeElement.selectionStart : null;
+  let content: Child[];
+  switch (r.name) {
+    case "overview":
+      for (const ns of r.query.getAll("expand")) expanded.add(ns);
+      content = overview(view);
+      break;
+    case "clusters":
+      content = [h("h1", {}, "Clusters"), clustersTable(view.clusters)];
+      break;
+    case "cluster":
+      content = clusterPage(view, r.params[0]!);
+      break;
+    case "services":
+      content = servicesPage(view, r.query.get("namespace"));
+      break;
+    case "service":
+      content = servicePage(view, r.params[0]!, r.params[1]!);
+      break;
+    case "traffic":
+      content = trafficPage(view);
+      break;
+    case "unknown":
+      content = [h("h1", {}, "Not found"), empty("No such page. ", link("#/", "Go to the overview"), ".")];
+  }
+  main.replaceChildren(...content.filter((c): c is Node | string => Boolean(c)));
+  if (focusKey) {
+    const again = main.querySelector<HTMLElement>(`[data-focus="${CSS.escape(focusKey)}"]`);
+    again?.focus();
+    if (again instanceof HTMLInputElement && selection !== null)
+      again.setSelectionRange(selection, selection);
+  }
+}
+
+function setLive(text: string): void {
+  document.getElementById("live")!.textContent = text;
+}
+
+function connect(): void {
+  const events = new EventSource("/api/events");
+  events.addEventListener("view", (e) => {
+    view = JSON.parse((e as MessageEvent<string>).data) as DashboardView;
+    connected = true;
+    setLive(`Live · updated ${new Date(view.generatedAt).toLocaleTimeString()}`);
+    render();
+  });
+  events.addEventListener("error", () => {
+    connected = false;
+    setLive("Reconnecting…");
+    render();
+  });
+}
+
+window.addEventListener("hashchange", () => {
+  render();
+  document.getElementById("main")?.focus();
+});
+document.addEventListener("keydown", (e) => {
+  // "/" jumps to the filter of the page, as in many consoles.
+  if (e.key === "/" && !(e.target instanceof HTMLInputElement)) {
+    const input = document.querySelector<HTMLInputElement>('input[type="search"]');
+    if (input) {
+      e.preventDefault();
+      input.focus();
+    }
+  }
+});
+connect();
