@@ -12,7 +12,7 @@ import { Gateway } from "../gateway/gateway.js";
 import type { IdentitySource } from "../gateway/identity.js";
 import { FileIdentity, RenewingIdentity, splitPems } from "../gateway/identity.js";
 import { KubernetesRoutingSource } from "../gateway/kube-routes.js";
-import { GatewayStatusPublisher } from "../gateway/kube-status.js";
+import { gatewayStatusPublisher } from "../gateway/kube-status.js";
 import { JsonFileRoutingSource, type RoutingSource } from "../gateway/routes.js";
 import { loadCredentials } from "../kube/credentials.js";
 import { RestClient } from "../kube/rest.js";
@@ -24,7 +24,7 @@ import {
   signGatewayRequest,
 } from "../gateway/trust.js";
 import { createLogger } from "../observability/logger.js";
-import { registryTotals, StatsPublisher } from "../observability/stats-report.js";
+import { registryTotals, statsPublisher } from "../observability/stats-report.js";
 import { MEMBER_NAMESPACE } from "../api/meridian.js";
 import { parseHostPort, startMetricsServer } from "../observability/metrics-server.js";
 
@@ -176,14 +176,14 @@ async function run(o: RunOptions): Promise<void> {
   );
   // A gateway fed by its member reports its routing back there (for `meridian status`).
   const publisher = member
-    ? new GatewayStatusPublisher(member, o.clusterId, gateway, (err) =>
+    ? gatewayStatusPublisher(member, o.clusterId, gateway, (err) =>
         log.warn({ err }, "could not publish the gateway status"),
       )
     : undefined;
   publisher?.start();
   // Traffic totals for the dashboard, which reads members through their API servers only.
   const stats = member
-    ? new StatsPublisher(
+    ? statsPublisher(
         member,
         MEMBER_NAMESPACE,
         "gateway",

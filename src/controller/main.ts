@@ -8,7 +8,7 @@ import { createLogger } from "../observability/logger.js";
 import { parseHostPort, startMetricsServer } from "../observability/metrics-server.js";
 import { Controller } from "./controller.js";
 import { errorText } from "../kube/member-credentials.js";
-import { registryTotals, StatsPublisher } from "../observability/stats-report.js";
+import { registryTotals, statsPublisher } from "../observability/stats-report.js";
 
 export interface ControllerProcessOptions {
   kubeconfig?: string;
@@ -66,7 +66,7 @@ export async function runController(opts: ControllerProcessOptions): Promise<voi
     stats.start();
   };
   // What the dashboard shows of the controller, in the hub: reconciles and propagation times.
-  const stats = new StatsPublisher(
+  const stats = statsPublisher(
     hub,
     opts.namespace,
     "controller",

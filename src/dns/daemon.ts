@@ -24,7 +24,7 @@ import { startDnsServer } from "./server.js";
 import type { DnsQueryEvent, DnsServerHandle } from "./server.js";
 import { ClusterSetZone } from "./zone.js";
 import { MEMBER_NAMESPACE } from "../api/meridian.js";
-import { registryTotals, StatsPublisher } from "../observability/stats-report.js";
+import { registryTotals, statsPublisher } from "../observability/stats-report.js";
 
 export interface HostPort {
   readonly host: string;
@@ -158,7 +158,7 @@ export async function startDnsDaemon(options: DnsDaemonOptions): Promise<DnsDaem
   for (const reflector of reflectors) reflector.start();
   // Query totals for the dashboard, in the member itself (the hub cannot reach this pod).
   let warned = false;
-  const stats = new StatsPublisher(
+  const stats = statsPublisher(
     rest,
     MEMBER_NAMESPACE,
     "dns",

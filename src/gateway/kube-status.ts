@@ -4,9 +4,9 @@
  * the `meridian-gateway-status` ConfigMap of `meridian-system`. `meridian status` and the
  * dashboard read it from the member's API server, like every other object.
  */
-import type { KubernetesObject, V1ConfigMap } from "@kubernetes/client-node";
+import type { V1ConfigMap } from "@kubernetes/client-node";
 import { MEMBER_NAMESPACE } from "../api/meridian.js";
-import { Applier } from "../kube/applier.js";
+import { ConfigMapPublisher } from "../kube/configmap-publisher.js";
 import type { RestClient } from "../kube/rest.js";
 import type { ServiceRouting } from "./gateway.js";
 import type { HealthSnapshot } from "./health.js";
@@ -84,44 +84,21 @@ export interface StatusSubject {
 }
 
 /** Writes the report when it changes, at most once per `intervalMs`. */
-export class GatewayStatusPublisher {
-  private readonly applier: Applier;
-  private timer: NodeJS.Timeout | undefined;
-  private last = "";
-
-  constructor(
-    rest: RestClient,
-    private readonly clusterId: string,
-    private readonly subject: StatusSubject,
-    private readonly onError: (err: unknown) => void,
-    private readonly intervalMs = 2000,
-  ) {
-    this.applier = new Applier(rest, "meridian-gateway");
-  }
-
-  start(): void {
-    const tick = async (): Promise<void> => {
-      await this.publish().catch(this.onError);
-      this.timer = setTimeout(() => void tick(), this.intervalMs);
-    };
-    void tick();
-  }
-
-  stop(): void {
-    clearTimeout(this.timer);
-  }
-
-  async publish(): Promise<void> {
-    const report = gatewayStatusReport(this.clusterId, this.subject.routing(), this.subject.peerHealth());
-    const content = JSON.stringify(report);
-    if (content === this.last) return;
-    const configMap: V1ConfigMap & KubernetesObject = {
-      apiVersion: "v1",
-      kind: "ConfigMap",
-      metadata: { name: STATUS_CONFIGMAP, namespace: MEMBER_NAMESPACE },
-      data: { [STATUS_KEY]: content },
-    };
-    await this.applier.apply(configMap);
-    this.last = content;
-  }
+export function gatewayStatusPublisher(
+  rest: RestClient,
+  clusterId: string,
+  subject: StatusSubject,
+  onError: (err: unknown) => void,
+  intervalMs = 2000,
+): ConfigMapPublisher<GatewayStatusReport> {
+  return new ConfigMapPublisher({
+    rest,
+    fieldManager: "meridian-gateway",
+    namespace: MEMBER_NAMESPACE,
+    name: STATUS_CONFIGMAP,
+    key: STATUS_KEY,
+    read: () => gatewayStatusReport(clusterId, subject.routing(), subject.peerHealth()),
+    onError,
+    intervalMs,
+  });
 }

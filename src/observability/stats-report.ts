@@ -2,11 +2,10 @@
  * A component's running totals, published as a ConfigMap in its own cluster
  * (`meridian-<component>-stats`, key `stats.json`) so the dashboard can show traffic and query
  * rates through the API servers alone: in a real install, the hub cannot reach members' pods.
- * Written at most once per interval: when something changed, else every sixth interval.
  */
-import type { KubernetesObject, V1ConfigMap } from "@kubernetes/client-node";
+import type { V1ConfigMap } from "@kubernetes/client-node";
 import type { Registry } from "prom-client";
-import { Applier } from "../kube/applier.js";
+import { ConfigMapPublisher } from "../kube/configmap-publisher.js";
 import type { RestClient } from "../kube/rest.js";
 
 export const STATS_KEY = "stats.json";
@@ -60,50 +59,28 @@ export async function registryTotals(
   return totals;
 }
 
-export class StatsPublisher {
-  private readonly applier: Applier;
-  private timer: NodeJS.Timeout | undefined;
-  private last = "";
-  private lastWrite = 0;
-
-  constructor(
-    rest: RestClient,
-    private readonly namespace: string,
-    private readonly component: string,
-    private readonly read: () => Promise<Omit<StatsReport, "at">>,
-    private readonly onError: (err: unknown) => void,
-    private readonly intervalMs = 10_000,
-  ) {
-    this.applier = new Applier(rest, `meridian-${component}`);
-  }
-
-  start(): void {
-    const tick = async (): Promise<void> => {
-      await this.publish().catch(this.onError);
-      this.timer = setTimeout(() => void tick(), this.intervalMs);
-      this.timer.unref();
-    };
-    void tick();
-  }
-
-  stop(): void {
-    clearTimeout(this.timer);
-  }
-
-  async publish(): Promise<void> {
-    const content = await this.read();
-    const comparable = JSON.stringify(content);
-    // Unchanged totals are still rewritten now and then, so readers see rates fall to zero.
-    if (comparable === this.last && Date.now() - this.lastWrite < 6 * this.intervalMs) return;
-    const report: StatsReport = { at: new Date().toISOString(), ...content };
-    const configMap: V1ConfigMap & KubernetesObject = {
-      apiVersion: "v1",
-      kind: "ConfigMap",
-      metadata: { name: statsConfigMapName(this.component), namespace: this.namespace },
-      data: { [STATS_KEY]: JSON.stringify(report) },
-    };
-    await this.applier.apply(configMap);
-    this.last = comparable;
-    this.lastWrite = Date.now();
-  }
+/**
+ * The component's stats, written to `meridian-<component>-stats` at most once per interval: when
+ * they changed, else every sixth interval, so readers see rates fall to zero.
+ */
+export function statsPublisher(
+  rest: RestClient,
+  namespace: string,
+  component: string,
+  read: () => Promise<Omit<StatsReport, "at">>,
+  onError: (err: unknown) => void,
+  intervalMs = 10_000,
+): ConfigMapPublisher<Omit<StatsReport, "at">> {
+  return new ConfigMapPublisher({
+    rest,
+    fieldManager: `meridian-${component}`,
+    namespace,
+    name: statsConfigMapName(component),
+    key: STATS_KEY,
+    read,
+    stamp: (doc): StatsReport => ({ at: new Date().toISOString(), ...doc }),
+    onError,
+    intervalMs,
+    refreshEvery: 6,
+  });
 }
