@@ -212,42 +212,32 @@ export class ClustersetCollector {
   }
 
   observe(now = new Date()): ObservedClusterset {
-    const members: ObservedMember[] = [];
-    for (const cluster of this.clusters.values()) {
-      const name = cluster.metadata.name!;
-      const m = this.members.get(name);
-      const credentialError = this.credentialErrors.get(name);
-      const gatewayCounters = m?.countersOf("gateway");
-      const dnsCounters = m?.countersOf("dns");
-      members.push({
-        name,
-        cluster,
-        connection: credentialError
-          ? { state: "no-credentials", error: credentialError }
-          : (m?.connection ?? { state: "connecting" }),
-        exports: m?.exports.list() ?? [],
-        imports: m?.imports.list() ?? [],
-        slices: m?.slices.list() ?? [],
-        policies: m?.policies.list() ?? [],
-        ...(m ? this.gatewayReport(m) : {}),
-        ...(gatewayCounters ? { gatewayCounters } : {}),
-        ...(dnsCounters ? { dnsCounters } : {}),
-      });
-    }
     return {
       now,
-      hub: {
-        reachable: this.hubError === undefined,
-        ...(this.hubError ? { error: this.hubError } : {}),
-        namespace: this.opts.namespace,
-      },
-      members,
+      hub: { reachable: this.hubError === undefined, error: this.hubError, namespace: this.opts.namespace },
+      members: this.clusters.list().map((cluster) => this.observeMember(cluster)),
       propagation: this.propagation,
     };
   }
 
-  private gatewayReport(m: WatchedMember): Pick<ObservedMember, "gateway"> {
-    const report = parseGatewayStatus(m.configMaps.get(MEMBER_NAMESPACE, STATUS_CONFIGMAP));
-    return report ? { gateway: report } : {};
+  private observeMember(cluster: Cluster & KubernetesObject): ObservedMember {
+    const name = cluster.metadata.name!;
+    const m = this.members.get(name);
+    const credentialError = this.credentialErrors.get(name);
+    const connection: ConnectionView = credentialError
+      ? { state: "no-credentials", error: credentialError }
+      : (m?.connection ?? { state: "connecting" });
+    return {
+      name,
+      cluster,
+      connection,
+      exports: m?.exports.list() ?? [],
+      imports: m?.imports.list() ?? [],
+      slices: m?.slices.list() ?? [],
+      policies: m?.policies.list() ?? [],
+      gateway: m && parseGatewayStatus(m.configMaps.get(MEMBER_NAMESPACE, STATUS_CONFIGMAP)),
+      gatewayCounters: m?.countersOf("gateway"),
+      dnsCounters: m?.countersOf("dns"),
+    };
   }
 }

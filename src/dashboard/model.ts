@@ -83,25 +83,26 @@ function clusterHealth(ready: ConditionView | undefined, connection: ConnectionV
 }
 
 function clusterView(m: ObservedMember): ClusterView {
-  const ready = condition(m.cluster.status?.conditions, "Ready");
+  const { spec, status } = m.cluster;
+  const ready = condition(status?.conditions, "Ready");
   const [health, healthReason] = clusterHealth(ready, m.connection);
-  const heartbeat = m.cluster.status?.lastHeartbeatTime;
   const known = m.connection.state === "connected";
+  // Optional fields may be undefined: JSON leaves them out.
   return {
     name: m.name,
-    clusterId: m.cluster.spec.clusterID,
-    ...(m.cluster.spec.locality?.region ? { region: m.cluster.spec.locality.region } : {}),
-    ...(m.cluster.spec.locality?.zone ? { zone: m.cluster.spec.locality.zone } : {}),
-    gatewayAddresses: m.cluster.spec.gatewayAddresses ?? [],
+    clusterId: spec.clusterID,
+    region: spec.locality?.region,
+    zone: spec.locality?.zone,
+    gatewayAddresses: spec.gatewayAddresses ?? [],
     health,
     healthReason,
-    ...(ready ? { ready } : {}),
+    ready,
     connection: m.connection,
-    ...(m.cluster.status?.kubernetesVersion ? { kubernetesVersion: m.cluster.status.kubernetesVersion } : {}),
-    ...(heartbeat ? { lastHeartbeat: new Date(heartbeat).toISOString() } : {}),
+    kubernetesVersion: status?.kubernetesVersion,
+    lastHeartbeat: status?.lastHeartbeatTime ? new Date(status.lastHeartbeatTime).toISOString() : undefined,
     // Counts come from the member itself when the dashboard reaches it, else from the hub's status.
-    exports: known ? m.exports.length : (m.cluster.status?.exports ?? 0),
-    imports: known ? m.imports.length : (m.cluster.status?.imports ?? 0),
+    exports: known ? m.exports.length : (status?.exports ?? 0),
+    imports: known ? m.imports.length : (status?.imports ?? 0),
     conflicts: m.exports.filter((e) => condition(e.status?.conditions, "Conflict")?.status === "True").length,
   };
 }

@@ -573,17 +573,15 @@ function trafficPage(v: DashboardView): Child[] {
 // Rendering and the live connection
 // --------------------------------------------------------------------------------------------
 
-function render(): void {
-  const main = document.getElementById("main")!;
-  const r = route();
+function markCurrentNav(r: Route): void {
+  const section: Partial<Record<Route["name"], string>> = { cluster: "clusters", service: "services" };
   for (const a of document.querySelectorAll<HTMLAnchorElement>("header nav a")) {
-    const active =
-      a.dataset["nav"] === r.name ||
-      (a.dataset["nav"] === "clusters" && r.name === "cluster") ||
-      (a.dataset["nav"] === "services" && r.name === "service");
-    if (active) a.setAttribute("aria-current", "page");
+    if (a.dataset["nav"] === (section[r.name] ?? r.name)) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
+}
+
+function showProblems(): void {
   const banner = document.getElementById("banner")!;
   const problems: string[] = [];
   if (!connected && view)
@@ -592,41 +590,44 @@ function render(): void {
     problems.push(`The hub's API server cannot be reached: ${view.hub.error ?? "unknown error"}`);
   banner.hidden = problems.length === 0;
   banner.textContent = problems.join(" ");
-  if (!view) return;
-  const focusKey = (document.activeElement as HTMLElement | null)?.dataset?.["focus"];
-  const selection =
-    document.activeElement instanceof HTMLInputElement ? document.activeElement.selectionStart : null;
-  let content: Child[];
+}
+
+function pageContent(v: DashboardView, r: Route): Child[] {
   switch (r.name) {
     case "overview":
       for (const ns of r.query.getAll("expand")) expanded.add(ns);
-      content = overview(view);
-      break;
+      return overview(v);
     case "clusters":
-      content = [h("h1", {}, "Clusters"), clustersTable(view.clusters)];
-      break;
+      return [h("h1", {}, "Clusters"), clustersTable(v.clusters)];
     case "cluster":
-      content = clusterPage(view, r.params[0]!);
-      break;
+      return clusterPage(v, r.params[0]!);
     case "services":
-      content = servicesPage(view, r.query.get("namespace"));
-      break;
+      return servicesPage(v, r.query.get("namespace"));
     case "service":
-      content = servicePage(view, r.params[0]!, r.params[1]!);
-      break;
+      return servicePage(v, r.params[0]!, r.params[1]!);
     case "traffic":
-      content = trafficPage(view);
-      break;
+      return trafficPage(v);
     case "unknown":
-      content = [h("h1", {}, "Not found"), empty("No such page. ", link("#/", "Go to the overview"), ".")];
+      return [h("h1", {}, "Not found"), empty("No such page. ", link("#/", "Go to the overview"), ".")];
   }
-  main.replaceChildren(...content.filter((c): c is Node | string => Boolean(c)));
-  if (focusKey) {
-    const again = main.querySelector<HTMLElement>(`[data-focus="${CSS.escape(focusKey)}"]`);
-    again?.focus();
-    if (again instanceof HTMLInputElement && selection !== null)
-      again.setSelectionRange(selection, selection);
-  }
+}
+
+/** Re-renders the page, putting keyboard focus (and the caret in a filter) back where it was. */
+function render(): void {
+  const r = route();
+  markCurrentNav(r);
+  showProblems();
+  if (!view) return;
+  const main = document.getElementById("main")!;
+  const active = document.activeElement;
+  const focusKey =
+    active instanceof HTMLElement || active instanceof SVGElement ? active.dataset["focus"] : undefined;
+  const caret = active instanceof HTMLInputElement ? active.selectionStart : null;
+  main.replaceChildren(...pageContent(view, r).filter((c): c is Node | string => Boolean(c)));
+  if (!focusKey) return;
+  const again = main.querySelector<HTMLElement>(`[data-focus="${CSS.escape(focusKey)}"]`);
+  again?.focus();
+  if (again instanceof HTMLInputElement && caret !== null) again.setSelectionRange(caret, caret);
 }
 
 function setLive(text: string): void {

@@ -5,7 +5,7 @@
  * by ordering each column to cross as few edges as possible. Pure: runs in the browser and in
  * unit tests.
  */
-import type { DashboardView, Health } from "./view.js";
+import type { DashboardView, Health, ServiceView } from "./view.js";
 
 export type NodeKind = "exporter" | "service" | "namespace" | "importer";
 
@@ -47,6 +47,59 @@ const HEALTH_ORDER: Health[] = ["healthy", "unknown", "degraded", "unhealthy"];
 const worst = (hs: Health[]): Health =>
   hs.reduce<Health>((a, b) => (HEALTH_ORDER.indexOf(b) > HEALTH_ORDER.indexOf(a) ? b : a), "healthy");
 
+function clusterNode(name: string, kind: "exporter" | "importer", health: Health): FlowNode {
+  return {
+    id: `${kind}:${name}`,
+    kind,
+    column: kind === "exporter" ? 0 : 2,
+    label: name,
+    detail: "",
+    health,
+    href: `#/clusters/${encodeURIComponent(name)}`,
+  };
+}
+
+function middleNode(s: ServiceView, folded: boolean): FlowNode {
+  const ns = encodeURIComponent(s.namespace);
+  return folded
+    ? {
+        id: `namespace:${s.namespace}`,
+        kind: "namespace",
+        column: 1,
+        label: `${s.namespace}/*`,
+        detail: "",
+        health: s.health,
+        href: `#/services?namespace=${ns}`,
+      }
+    : {
+        id: `service:${s.namespace}/${s.name}`,
+        kind: "service",
+        column: 1,
+        label: `${s.namespace}/${s.name}`,
+        detail: s.importers[0]?.ips[0] ?? s.importers[0]?.type ?? "not imported",
+        health: s.health,
+        href: `#/services/${ns}/${encodeURIComponent(s.name)}`,
+      };
+}
+
+/** Second lines once every edge is known: counts for clusters and folded namespaces. */
+function describeNodes(nodes: Iterable<FlowNode>, edges: FlowEdge[], members: Map<string, Health[]>): void {
+  const degree = new Map<string, number>();
+  for (const e of edges) {
+    degree.set(e.from, (degree.get(e.from) ?? 0) + 1);
+    degree.set(e.to, (degree.get(e.to) ?? 0) + 1);
+  }
+  for (const node of nodes) {
+    if (node.kind === "namespace") {
+      const healths = members.get(node.id) ?? [];
+      node.health = worst(healths);
+      node.detail = `${healths.length} services`;
+    } else if (node.kind !== "service") {
+      node.detail = `${degree.get(node.id) ?? 0} ${node.kind === "exporter" ? "exports" : "imports"}`;
+    }
+  }
+}
+
 export function flowGraph(view: DashboardView, options: GraphOptions): FlowGraph {
   const filter = options.filter.trim().toLowerCase();
   const services = view.services.filter((s) => `${s.namespace}/${s.name}`.toLowerCase().includes(filter));
@@ -56,60 +109,25 @@ export function flowGraph(view: DashboardView, options: GraphOptions): FlowGraph
   const edges = new Map<string, FlowEdge>();
   const middleMembers = new Map<string, Health[]>();
   const addEdge = (from: string, to: string, health: Health) => {
-    const key = `${from}→${to}`;
-    const e = edges.get(key);
+    const e = edges.get(`${from}→${to}`);
     if (e) {
       e.count += 1;
       e.health = worst([e.health, health]);
-    } else edges.set(key, { from, to, count: 1, health });
+    } else edges.set(`${from}→${to}`, { from, to, count: 1, health });
   };
-  const clusterNode = (name: string, kind: "exporter" | "importer") => {
-    const id = `${kind}:${name}`;
-    if (!nodes.has(id))
-      nodes.set(id, {
-        id,
-        kind,
-        column: kind === "exporter" ? 0 : 2,
-        label: name,
-        detail: "",
-        health: clusterHealth.get(name) ?? "unknown",
-        href: `#/clusters/${encodeURIComponent(name)}`,
-      });
-    return id;
+  const cluster = (name: string, kind: "exporter" | "importer") => {
+    const node = clusterNode(name, kind, clusterHealth.get(name) ?? "unknown");
+    if (!nodes.has(node.id)) nodes.set(node.id, node);
+    return node.id;
   };
   for (const s of services) {
-    const folded = fold && !options.expanded.has(s.namespace);
-    const middle = folded ? `namespace:${s.namespace}` : `service:${s.namespace}/${s.name}`;
-    if (!nodes.has(middle)) {
-      nodes.set(middle, {
-        id: middle,
-        kind: folded ? "namespace" : "service",
-        column: 1,
-        label: folded ? `${s.namespace}/*` : `${s.namespace}/${s.name}`,
-        detail: folded ? "" : (s.importers[0]?.ips[0] ?? s.importers[0]?.type ?? "not imported"),
-        health: s.health,
-        href: folded
-          ? `#/services?namespace=${encodeURIComponent(s.namespace)}`
-          : `#/services/${encodeURIComponent(s.namespace)}/${encodeURIComponent(s.name)}`,
-      });
-    }
-    middleMembers.set(middle, [...(middleMembers.get(middle) ?? []), s.health]);
-    for (const e of s.exporters) addEdge(clusterNode(e.cluster, "exporter"), middle, s.health);
-    for (const i of s.importers) addEdge(middle, clusterNode(i.cluster, "importer"), s.health);
+    const middle = middleNode(s, fold && !options.expanded.has(s.namespace));
+    if (!nodes.has(middle.id)) nodes.set(middle.id, middle);
+    middleMembers.set(middle.id, [...(middleMembers.get(middle.id) ?? []), s.health]);
+    for (const e of s.exporters) addEdge(cluster(e.cluster, "exporter"), middle.id, s.health);
+    for (const i of s.importers) addEdge(middle.id, cluster(i.cluster, "importer"), s.health);
   }
-  for (const [id, healths] of middleMembers) {
-    const node = nodes.get(id)!;
-    if (node.kind === "namespace") {
-      node.health = worst(healths);
-      node.detail = `${healths.length} services`;
-    }
-  }
-  for (const node of nodes.values()) {
-    if (node.kind === "service") continue;
-    const count = [...edges.values()].filter((e) => e.from === node.id || e.to === node.id).length;
-    if (node.kind !== "namespace")
-      node.detail = `${count} ${node.kind === "exporter" ? "exports" : "imports"}`;
-  }
+  describeNodes(nodes.values(), [...edges.values()], middleMembers);
   return { nodes: [...nodes.values()], edges: [...edges.values()] };
 }
 
