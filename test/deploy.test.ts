@@ -1,7 +1,9 @@
 /**
- * Deployable manifests are accepted by a real API server: Meridian's CRDs and the controller's
- * manifests are applied server-side with dryRun=All to the hub, and a ServiceExport, ServiceImport,
- * Cluster and ClusterProperty that a user would write are accepted or rejected as documented.
+ * Deployable manifests are accepted by a real API server: Meridian's CRDs and the plain manifests
+ * of the controller, the dashboard and the gateway (rendered from the Helm chart, see
+ * test/helm.test.ts) are applied server-side with dryRun=All to the hub, and a ServiceExport,
+ * ServiceImport, Cluster and ClusterProperty that a user would write are accepted or rejected as
+ * documented.
  */
 import assert from "node:assert/strict";
 import path from "node:path";
@@ -25,7 +27,7 @@ async function dryRun(obj: KubernetesObject): Promise<string | undefined> {
 }
 
 describe("deploy/ manifests", () => {
-  for (const dir of ["crds", "controller", "gateway"]) {
+  for (const dir of ["crds", "controller", "dashboard", "gateway"]) {
     it(`deploy/${dir} passes server-side dry-run against the hub`, async () => {
       const objects = loadManifestFiles(yamlFilesIn(path.join(REPO_ROOT, "deploy", dir)));
       assert.ok(objects.length > 0);

@@ -15,6 +15,7 @@ export interface Versions {
   kube: string;
   etcd: string;
   mcsApi: string;
+  helm: string;
 }
 
 export function readVersions(): Versions {
@@ -29,7 +30,12 @@ export function readVersions(): Versions {
     if (!v) throw new Error(`scripts/versions.env does not set ${k}`);
     return v;
   };
-  return { kube: get("KUBE_VERSION"), etcd: get("ETCD_VERSION"), mcsApi: get("MCS_API_VERSION") };
+  return {
+    kube: get("KUBE_VERSION"),
+    etcd: get("ETCD_VERSION"),
+    mcsApi: get("MCS_API_VERSION"),
+    helm: get("HELM_VERSION"),
+  };
 }
 
 export function cacheDir(): string {
@@ -77,6 +83,26 @@ export function requireBinaries(): Binaries {
     );
   }
   return bins;
+}
+
+/** Where `scripts/build-binaries.sh helm` puts helm (its own folder: helm's version moves alone). */
+export function helmDir(v: Versions = readVersions()): string {
+  return path.join(cacheDir(), "bin", `helm-${v.helm}`);
+}
+
+/** The pinned helm, which renders, lints and installs deploy/helm/meridian; or how to build it. */
+export function requireHelm(): string {
+  const helm = path.join(helmDir(), "helm");
+  try {
+    accessSync(helm, constants.X_OK);
+  } catch {
+    throw new UserError(
+      `missing helm (looked in ${path.dirname(helm)}).\n` +
+        `Build it once with 'scripts/build-binaries.sh helm' (or run 'scripts/setup.sh', which does everything); ` +
+        `it is cached outside the repo.`,
+    );
+  }
+  return helm;
 }
 
 /** The upstream MCS CRDs, taken from the sigs.k8s.io/mcs-api Go module by scripts/fetch-crds.sh. */
