@@ -18,7 +18,7 @@ import { credentialsFromFile } from "../src/kube/credentials.js";
 import { RestClient, resourcePath, type ResourceRef } from "../src/kube/rest.js";
 import { loadManifestFiles, parseManifests, yamlFilesIn } from "../src/kube/manifests.js";
 import { REPO_ROOT, requireHelm } from "../src/local/binaries.js";
-import { clusterset } from "./harness.js";
+import { clusterset, uniqueName } from "./harness.js";
 
 const CHART = path.join(REPO_ROOT, "deploy", "helm", "meridian");
 const EXAMPLES = path.join(CHART, "examples");
@@ -340,6 +340,63 @@ describe("the Helm chart deploy/helm/meridian", async () => {
         assert.equal(c.image, `ghcr.io/meridian-dev/meridian-${c.name}:${chart.appVersion}`, `deploy/${dir}`);
       }
     }
+  });
+
+  it("helm install and uninstall the hub role in a real API server, as a user does", async () => {
+    // Its own namespace of the hub, so the local clusterset's components are not touched. The
+    // hub's CRDs were applied by `meridian up`, not by Helm: Helm refuses to adopt them, which is
+    // why the docs say crds.install=false where CRDs were applied with kubectl.
+    const ns = uniqueName("meridian-helm");
+    const hub = cs.client("hub");
+    const nsObject = { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } };
+    after(() => hub.deleteIfExists(nsObject));
+    const helm = (...args: string[]): Run =>
+      run(HELM, [...args, "--namespace", ns, "--kubeconfig", cs.paths.kubeconfig, "--kube-context", "hub"]);
+    const hubValues = ["--values", path.join(EXAMPLES, "hub.yaml")];
+
+    const adopt = helm("install", "meridian", CHART, "--dry-run=server", ...hubValues);
+    assert.notEqual(adopt.code, 0);
+    assert.match(
+      adopt.stderr,
+      /CustomResourceDefinition "clusters\.meridian\.dev" .*exists and cannot be imported/,
+    );
+
+    const install = helm(
+      "install",
+      "meridian",
+      CHART,
+      "--create-namespace",
+      ...hubValues,
+      "--set",
+      "crds.install=false",
+    );
+    assert.equal(install.code, 0, install.stderr);
+    assert.match(install.stdout, /STATUS: deployed/);
+    assert.match(install.stdout, new RegExp(`kubectl -n ${ns} port-forward service/meridian-dashboard 8080`));
+    const names = ["meridian-controller", "meridian-dashboard"];
+    const deployment = (name: string) => ({
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name, namespace: ns },
+    });
+    for (const name of names)
+      assert.ok(await hub.read(deployment(name)), `Deployment ${ns}/${name} after helm install`);
+
+    const uninstall = helm("uninstall", "meridian");
+    assert.equal(uninstall.code, 0, uninstall.stderr);
+    for (const name of names) {
+      assert.equal(
+        await hub.read(deployment(name)),
+        undefined,
+        `Deployment ${ns}/${name} after helm uninstall`,
+      );
+    }
+    const crd = {
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "clusters.meridian.dev" },
+    };
+    assert.ok(await hub.read(crd), "the Cluster CRD survives");
   });
 
   describe("refuses bad values with a message that says what to do", () => {
