@@ -149,10 +149,6 @@ export class ClustersetCollector {
     await Promise.all([...this.members.values()].map((m) => m.stop()));
   }
 
-  waitForHub(timeoutMs: number): Promise<void> {
-    return this.clusters.waitForSync(timeoutMs);
-  }
-
   private serialized(name: string, change: () => Promise<void>): void {
     const next = (this.chains.get(name) ?? Promise.resolve()).then(change, change);
     this.chains.set(name, next);
