@@ -69,7 +69,7 @@ const valueSets: ValueSet[] = [
     }),
 ];
 
-type Rule = { apiGroups?: string[]; resources?: string[]; verbs: string[] };
+type Rule = { apiGroups?: string[]; resources?: string[]; resourceNames?: string[]; verbs: string[] };
 const rulesOf = (o: KubernetesObject): Rule[] => (o as KubernetesObject & { rules?: Rule[] }).rules ?? [];
 const named = (o: KubernetesObject): string => `${o.kind}/${o.metadata?.name ?? ""}`;
 
@@ -236,7 +236,13 @@ describe("the Helm chart deploy/helm/meridian", async () => {
       [
         [["clusters"], ["get", "list", "watch"]],
         [["secrets"], ["get"]],
+        [["configmaps"], ["get"]],
       ],
+    );
+    assert.deepEqual(
+      rulesOf(role)[2]!.resourceNames,
+      ["meridian-controller-stats"],
+      "only the controller's report",
     );
     const off = render(undefined, ["dashboard.enabled=false"]);
     assert.deepEqual(
@@ -277,7 +283,7 @@ describe("the Helm chart deploy/helm/meridian", async () => {
             );
           }
         }
-        // The only write: the gateway's ConfigMaps in its own namespace.
+        // The only writes: the gateway's and the DNS server's ConfigMaps in their own namespace.
         for (const o of rbac.filter((r) => r.kind === "Role")) {
           assert.equal(o.metadata?.namespace, NAMESPACE);
           for (const rule of rulesOf(o).filter((r) => !r.verbs.every((verb) => readOnly.has(verb)))) {
