@@ -15,43 +15,15 @@ import {
   clusterset,
   eventually,
   meridian,
-  MERIDIAN_BIN,
   testNamespace,
+  runWhereami,
   type TestClusterset,
 } from "./harness.js";
 
 const cs: TestClusterset = await clusterset();
 const PORT = 8080;
 
-async function whereamiIn(cluster: string, ns: string, name: string): Promise<void> {
-  await cs.client(cluster).core.createNamespacedService({
-    namespace: ns,
-    body: { metadata: { name }, spec: { selector: { app: name }, ports: [{ name: "http", port: PORT }] } },
-  });
-  const run = await meridian(
-    [
-      "run",
-      cluster,
-      "-n",
-      ns,
-      "--labels",
-      `app=${name}`,
-      "--name",
-      `${name}-${cluster}`,
-      "--ready-port",
-      String(PORT),
-      "--detach",
-      "--",
-      process.execPath,
-      MERIDIAN_BIN,
-      "whereami",
-      "--port",
-      String(PORT),
-    ],
-    { stateDir: cs.stateDir },
-  );
-  assert.equal(run.code, 0, run.stderr);
-}
+const whereamiIn = (cluster: string, ns: string, name: string) => runWhereami(cs, cluster, ns, name, PORT);
 
 async function exportFrom(
   cluster: string,

@@ -14,7 +14,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { REPO_ROOT } from "../src/local/binaries.js";
 import { readProcessRecord } from "../src/local/processes.js";
 import type { DashboardView } from "../src/dashboard/web/view.js";
-import { clusterset, eventually, meridian, MERIDIAN_BIN, testNamespace } from "./harness.js";
+import { clusterset, eventually, meridian, MERIDIAN_BIN, runWhereami, testNamespace } from "./harness.js";
 
 const CHROMIUM = process.env["MERIDIAN_CHROMIUM"] ?? "/usr/bin/chromium";
 const ARTIFACTS = path.join(REPO_ROOT, "test-artifacts", "dashboard");
@@ -105,7 +105,7 @@ describe("meridian dashboard", () => {
     await page.getByRole("heading", { name: "Clusterset overview" }).waitFor();
     await page.locator("#live", { hasText: "Live" }).waitFor();
     await shot("overview-before");
-    await service("web", 8080, "east");
+    await runWhereami(cs, "east", ns, "web", 8080);
     await exportFrom("web", "east");
     const node = page.locator(`[data-node="service:${ns}/web"]`);
     await node.waitFor({ timeout: 15_000 });
@@ -138,6 +138,32 @@ describe("meridian dashboard", () => {
     assert.match(await conflict.innerText(), /Conflicting ports/);
     await page.getByRole("heading", { name: "Conflicts" }).waitFor();
     await shot("service-conflict");
+  });
+
+  it("says from which clusters the service is reachable, and where the path breaks for the others", async () => {
+    const verdicts = page.getByRole("table", { name: /Would a connection from each cluster get through/ });
+    const west = verdicts.getByRole("row", { name: /^west/ });
+    await west.getByText("Reachable", { exact: true }).waitFor({ timeout: 20_000 });
+    await cs.client("east").apply({
+      apiVersion: "multicluster.x-k8s.io/v1beta1",
+      kind: "ServiceExport",
+      metadata: {
+        name: "web",
+        namespace: ns,
+        annotations: { "gateway.meridian.dev/allowed-clusters": "north" },
+      },
+    });
+    await west.getByText("Not reachable").waitFor({ timeout: 15_000 });
+    assert.match(await west.innerText(), /access: east refuses west/);
+    assert.match(await west.innerText(), /add west to gateway\.meridian\.dev\/allowed-clusters/);
+    await page.getByTestId("explain-west").locator("summary").click();
+    const steps = page.getByTestId("explain-west").getByRole("table");
+    await steps.getByRole("cell", { name: "access", exact: true }).waitFor();
+    await steps.getByRole("cell", { name: /^import in west/ }).waitFor();
+    await shot("service-reachability");
+    const bad = await fetch(new URL("/api/explain?namespace=x", baseUrl));
+    assert.equal(bad.status, 400);
+    assert.match(await bad.text(), /needs namespace, name and from/);
   });
 
   it("lists gateways with their peers, and DNS servers", async () => {

@@ -152,3 +152,40 @@ export async function eventually<T>(
     await sleep(100);
   }
 }
+
+/** A Service `name` in `cluster`, backed by one `meridian whereami` pod listening on `port`. */
+export async function runWhereami(
+  cs: TestClusterset,
+  cluster: string,
+  ns: string,
+  name: string,
+  port: number,
+): Promise<void> {
+  await cs.client(cluster).core.createNamespacedService({
+    namespace: ns,
+    body: { metadata: { name }, spec: { selector: { app: name }, ports: [{ name: "http", port }] } },
+  });
+  const run = await meridian(
+    [
+      "run",
+      cluster,
+      "-n",
+      ns,
+      "--labels",
+      `app=${name}`,
+      "--name",
+      `${name}-${cluster}`,
+      "--ready-port",
+      String(port),
+      "--detach",
+      "--",
+      process.execPath,
+      MERIDIAN_BIN,
+      "whereami",
+      "--port",
+      String(port),
+    ],
+    { stateDir: cs.stateDir },
+  );
+  if (run.code !== 0) throw new Error(`meridian run ${name} in ${cluster} failed: ${run.stderr}`);
+}

@@ -4,7 +4,7 @@
  * imported slices, traffic policies and the reports Meridian's components publish there. Each
  * member is watched on its own; one that cannot be reached is shown as such, never blocks others.
  */
-import type { KubernetesObject, V1ConfigMap, V1EndpointSlice } from "@kubernetes/client-node";
+import type { KubernetesObject, V1ConfigMap, V1EndpointSlice, V1Namespace } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { LABEL_SERVICE_NAME, type ServiceExport, type ServiceImport } from "../api/mcs.js";
 import { MEMBER_NAMESPACE, type Cluster } from "../api/meridian.js";
@@ -26,6 +26,7 @@ class WatchedMember {
   readonly slices: Reflector<V1EndpointSlice>;
   readonly policies: Reflector<TrafficPolicy>;
   readonly configMaps: Reflector<V1ConfigMap & KubernetesObject>;
+  readonly namespaces: Reflector<V1Namespace>;
   connection: ConnectionView = { state: "connecting" };
   private probeTimer: NodeJS.Timeout | undefined;
   private readonly counters = new Map<string, CounterReport[]>();
@@ -43,6 +44,7 @@ class WatchedMember {
       labelSelector: LABEL_SERVICE_NAME,
     });
     this.policies = new Reflector(rest, Resources.trafficPolicies, opts);
+    this.namespaces = new Reflector(rest, Resources.namespaces, opts);
     this.configMaps = new Reflector(rest, Resources.configMaps, {
       ...opts,
       namespace: MEMBER_NAMESPACE,
@@ -54,7 +56,7 @@ class WatchedMember {
   }
 
   private reflectors() {
-    return [this.exports, this.imports, this.slices, this.policies, this.configMaps];
+    return [this.exports, this.imports, this.slices, this.policies, this.configMaps, this.namespaces];
   }
 
   start(): void {
@@ -220,20 +222,20 @@ export class ClustersetCollector {
     const name = cluster.metadata.name!;
     const m = this.members.get(name);
     const credentialError = this.credentialErrors.get(name);
-    const connection: ConnectionView = credentialError
-      ? { state: "no-credentials", error: credentialError }
-      : (m?.connection ?? { state: "connecting" });
+    const known = { name, cluster, exports: [], imports: [], slices: [], policies: [], namespaces: [] };
+    if (credentialError) return { ...known, connection: { state: "no-credentials", error: credentialError } };
+    if (!m) return { ...known, connection: { state: "connecting" } };
     return {
-      name,
-      cluster,
-      connection,
-      exports: m?.exports.list() ?? [],
-      imports: m?.imports.list() ?? [],
-      slices: m?.slices.list() ?? [],
-      policies: m?.policies.list() ?? [],
-      gateway: m && parseGatewayStatus(m.configMaps.get(MEMBER_NAMESPACE, STATUS_CONFIGMAP)),
-      gatewayCounters: m?.countersOf("gateway"),
-      dnsCounters: m?.countersOf("dns"),
+      ...known,
+      connection: m.connection,
+      exports: m.exports.list(),
+      imports: m.imports.list(),
+      slices: m.slices.list(),
+      policies: m.policies.list(),
+      namespaces: m.namespaces.list().map((n) => n.metadata!.name!),
+      gateway: parseGatewayStatus(m.configMaps.get(MEMBER_NAMESPACE, STATUS_CONFIGMAP)),
+      gatewayCounters: m.countersOf("gateway"),
+      dnsCounters: m.countersOf("dns"),
     };
   }
 }

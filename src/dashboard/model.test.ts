@@ -86,6 +86,7 @@ function member(name: string, over: Partial<ObservedMember> = {}): ObservedMembe
     imports: [],
     slices: [],
     policies: [],
+    namespaces: ["default", "shop"],
     ...over,
   };
 }
@@ -329,5 +330,64 @@ describe("counterViews", () => {
       { name: "queries", total: 1 },
     ]);
     assert.equal(counterViews(undefined), undefined);
+  });
+});
+
+describe("reachability in the view", () => {
+  const routed = (from: string, to: string) => ({
+    clusterId: from,
+    peers: [{ clusterId: to, available: true, probe: "healthy", consecutiveFailures: 0 }],
+    services: [
+      {
+        service: "shop/cart",
+        port: 8080,
+        clusters: [{ clusterId: to, tier: 0, weight: 1, usable: true, sharePercent: 100, readyEndpoints: 1 }],
+      },
+    ],
+  });
+
+  it("judges each member as `meridian explain` does, naming the first broken step and the fix", () => {
+    const v = dashboardView({
+      now: NOW,
+      hub: { reachable: true, namespace: "meridian-system" },
+      members: [
+        member("east", {
+          exports: [exp("cart", valid, { "gateway.meridian.dev/allowed-clusters": "north" })],
+        }),
+        member("north", {
+          imports: [imp("cart", ["east"])],
+          slices: [slice("cart", "east", [true])],
+          gateway: routed("north", "east"),
+        }),
+        member("west", {
+          imports: [imp("cart", ["east"])],
+          slices: [slice("cart", "east", [true])],
+          gateway: routed("west", "east"),
+        }),
+        member("south", { namespaces: ["default"] }),
+      ],
+    });
+    const by = new Map(v.services[0]!.reachability.map((r) => [r.cluster, r]));
+    assert.equal(by.get("north")!.reachable, true);
+    assert.equal(by.get("west")!.reachable, false);
+    assert.equal(by.get("west")!.problem!.check, "access");
+    assert.match(by.get("west")!.problem!.hint ?? "", /add west to gateway.meridian.dev\/allowed-clusters/);
+    assert.equal(by.get("south")!.reachable, false);
+    assert.match(by.get("south")!.problem!.detail, /namespace shop does not exist in south/);
+  });
+
+  it("leaves out members the dashboard cannot reach", () => {
+    const v = dashboardView({
+      now: NOW,
+      hub: { reachable: true, namespace: "meridian-system" },
+      members: [
+        member("east", { exports: [exp("cart", valid)] }),
+        member("west", { connection: { state: "unreachable", since: T, error: "timeout" } }),
+      ],
+    });
+    assert.deepEqual(
+      v.services[0]!.reachability.map((r) => r.cluster),
+      ["east"],
+    );
   });
 });

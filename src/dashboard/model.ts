@@ -14,6 +14,7 @@ import {
 import { ANNOTATION_ALLOWED_CLUSTERS, ANNOTATION_MODE, type TrafficPolicy } from "../gateway/kube-routes.js";
 import type { GatewayStatusReport } from "../gateway/kube-status.js";
 import type { FailoverTier } from "../gateway/policy.js";
+import { explain, type ExplainInput, type Explanation } from "../explain/explain.js";
 import type {
   ClusterView,
   ConditionView,
@@ -25,6 +26,7 @@ import type {
   Health,
   ImporterView,
   PolicyView,
+  ReachabilityView,
   ServiceView,
 } from "./web/view.js";
 
@@ -44,6 +46,8 @@ export interface ObservedMember {
   /** Meridian's imported slices (labelled with the multi-cluster service name). */
   slices: V1EndpointSlice[];
   policies: TrafficPolicy[];
+  /** Names of the member's namespaces (imports go only where the namespace exists). */
+  namespaces: string[];
   gateway?: GatewayStatusReport;
   /** The two most recent counter reports of the gateway and of the DNS server, newest last. */
   gatewayCounters?: CounterReport[];
@@ -142,7 +146,7 @@ function endpointsBySource(slices: V1EndpointSlice[]): EndpointsView[] {
   return [...bySource.values()].sort((a, b) => a.sourceCluster.localeCompare(b.sourceCluster));
 }
 
-function serviceHealth(s: Omit<ServiceView, "health" | "healthReason">): [Health, string] {
+function serviceHealth(s: Omit<ServiceView, "health" | "healthReason" | "reachability">): [Health, string] {
   if (s.exporters.length === 0)
     return ["unhealthy", "no cluster exports it any more; the imports are being withdrawn"];
   const valid = s.exporters.filter((e) => e.valid?.status === "True");
@@ -237,11 +241,106 @@ function importerViews(m: ObservedMember): Map<string, { ports: string[]; import
   return result;
 }
 
+/** Each member's objects by service key, so per-service questions do not scan every member. */
+interface MemberIndex {
+  member: ObservedMember;
+  exports: Map<string, ServiceExport>;
+  imports: Map<string, ServiceImport>;
+  slices: Map<string, V1EndpointSlice[]>;
+  namespaces: Set<string>;
+}
+
+const byKey = <T extends { metadata: { namespace?: string; name?: string } }>(items: T[]) =>
+  new Map(items.map((o) => [serviceKey(o.metadata.namespace, o.metadata.name), o]));
+
+function indexMembers(members: ObservedMember[]): MemberIndex[] {
+  return members.map((member) => ({
+    member,
+    exports: byKey(member.exports),
+    imports: byKey(member.imports),
+    slices: groupByKey(member.slices, (sl) =>
+      serviceKey(sl.metadata?.namespace, sl.metadata?.labels?.[LABEL_SERVICE_NAME]),
+    ),
+    namespaces: new Set(member.namespaces),
+  }));
+}
+
+/**
+ * What `meridian explain` needs, from what the dashboard watches. It cannot look inside a cluster's
+ * network, so the DNS and live-connection checks are left to the CLI; whether a Service exists is
+ * read from the exports' Valid condition.
+ */
+function explainInput(index: MemberIndex[], namespace: string, service: string, from: string): ExplainInput {
+  const key = serviceKey(namespace, service);
+  const consumer = index.find((m) => m.member.name === from);
+  const imp = consumer?.imports.get(key);
+  return {
+    namespace,
+    service,
+    from,
+    members: index.map(({ member, exports, namespaces }) => {
+      const exp = exports.get(key);
+      const exporter = exp ? exporterView(member, exp) : undefined;
+      const conditions = Object.fromEntries(
+        (exp?.status?.conditions ?? []).map((c) => [
+          c.type,
+          { status: c.status, reason: c.reason ?? "", message: c.message ?? "" },
+        ]),
+      );
+      return {
+        cluster: member.name,
+        reachable: member.connection.state === "connected",
+        namespaceExists: namespaces.has(namespace),
+        hasService: exporter !== undefined && exporter.valid?.reason !== "NoService",
+        serviceExport: exp ? { conditions, allowedClusters: exporter?.allowedClusters } : undefined,
+      };
+    }),
+    serviceImport: imp && {
+      type: imp.spec.type,
+      ips: imp.spec.ips ?? [],
+      ports: imp.spec.ports,
+      clusters: (imp.status?.clusters ?? []).map((c) => c.cluster),
+      flat: imp.metadata.annotations?.[ANNOTATION_MODE] === "flat",
+    },
+    endpoints: endpointsBySource(consumer?.slices.get(key) ?? []).map((e) => ({
+      cluster: e.sourceCluster,
+      ready: e.ready,
+      notReady: e.total - e.ready,
+    })),
+    gateway: consumer?.member.gateway,
+  };
+}
+
+/** Every check along the path from `from`, for the dashboard's "why" panel. */
+export function explainFrom(
+  observed: ObservedClusterset,
+  namespace: string,
+  service: string,
+  from: string,
+): Explanation {
+  return explain(explainInput(indexMembers(observed.members), namespace, service, from));
+}
+
+function reachability(index: MemberIndex[], namespace: string, service: string): ReachabilityView[] {
+  return index
+    .filter((m) => m.member.connection.state === "connected")
+    .map(({ member }) => {
+      const verdict = explain(explainInput(index, namespace, service, member.name));
+      const fail = verdict.steps.find((st) => st.status === "fail");
+      return {
+        cluster: member.name,
+        reachable: verdict.reachable,
+        problem: fail && { check: fail.check, detail: fail.detail, hint: fail.hint },
+      };
+    });
+}
+
 function servicesView(
   members: ObservedMember[],
   propagation: ObservedClusterset["propagation"],
 ): ServiceView[] {
-  const services = new Map<string, Omit<ServiceView, "health" | "healthReason">>();
+  const services = new Map<string, Omit<ServiceView, "health" | "healthReason" | "reachability">>();
+  const index = indexMembers(members);
   const entry = (key: string) => {
     let s = services.get(key);
     if (!s) {
@@ -277,6 +376,7 @@ function servicesView(
   return [...services.values()]
     .map((s) => {
       const [health, healthReason] = serviceHealth(s);
+      const reachable = reachability(index, s.namespace, s.name);
       const p = propagation?.get(serviceKey(s.namespace, s.name));
       return {
         ...s,
@@ -284,6 +384,7 @@ function servicesView(
         importers: s.importers.sort((a, b) => a.cluster.localeCompare(b.cluster)),
         health,
         healthReason,
+        reachability: reachable,
         ...(p ? { propagation: { lastSeconds: p.seconds, at: p.at } } : {}),
       };
     })

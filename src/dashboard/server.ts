@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import type { RestClient } from "../kube/rest.js";
 import { ClustersetCollector } from "./collector.js";
-import { dashboardView } from "./model.js";
+import { dashboardView, explainFrom } from "./model.js";
 import { INDEX_HTML, STYLES_CSS } from "./page.js";
 
 export interface DashboardOptions {
@@ -112,31 +112,38 @@ export async function startDashboard(opts: DashboardOptions): Promise<DashboardS
       res.writeHead(status, { "content-type": type, ...SECURITY_HEADERS, ...extra });
       res.end(req.method === "HEAD" ? undefined : body);
     };
-    if (url.pathname === "/" || url.pathname === "/index.html") {
-      send(200, "text/html; charset=utf-8", INDEX_HTML);
-    } else if (url.pathname === "/assets/styles.css") {
-      send(200, "text/css; charset=utf-8", STYLES_CSS, { "cache-control": "no-cache" });
-    } else if (url.pathname.startsWith("/assets/")) {
-      const code = await script(url.pathname.slice("/assets/".length));
-      if (code === undefined) send(404, "text/plain", "not found\n");
-      else send(200, "text/javascript; charset=utf-8", code, { "cache-control": "no-cache" });
-    } else if (url.pathname === "/api/view") {
-      send(200, "application/json", render(), { "cache-control": "no-store" });
-    } else if (url.pathname === "/api/events") {
-      res.writeHead(200, {
-        "content-type": "text/event-stream",
-        "cache-control": "no-store",
-        connection: "keep-alive",
-        ...SECURITY_HEADERS,
-      });
-      res.write(`retry: 2000\nevent: view\ndata: ${render()}\n\n`);
-      clients.add(res);
-      req.once("close", () => clients.delete(res));
-    } else if (url.pathname === "/healthz") {
-      send(200, "text/plain", "ok\n");
-    } else {
-      send(404, "text/plain", "not found\n");
-    }
+    const routes: Record<string, () => void | Promise<void>> = {
+      "/": () => send(200, "text/html; charset=utf-8", INDEX_HTML),
+      "/assets/styles.css": () =>
+        send(200, "text/css; charset=utf-8", STYLES_CSS, { "cache-control": "no-cache" }),
+      "/api/view": () => send(200, "application/json", render(), { "cache-control": "no-store" }),
+      "/api/explain": () => {
+        const q = url.searchParams;
+        const [namespace, name, from] = [q.get("namespace"), q.get("name"), q.get("from")];
+        if (!namespace || !name || !from)
+          return send(400, "text/plain", "/api/explain needs namespace, name and from (a cluster)\n");
+        const explanation = explainFrom(collector.observe(), namespace, name, from);
+        send(200, "application/json", JSON.stringify(explanation), { "cache-control": "no-store" });
+      },
+      "/api/events": () => {
+        res.writeHead(200, {
+          "content-type": "text/event-stream",
+          "cache-control": "no-store",
+          connection: "keep-alive",
+          ...SECURITY_HEADERS,
+        });
+        res.write(`retry: 2000\nevent: view\ndata: ${render()}\n\n`);
+        clients.add(res);
+        req.once("close", () => clients.delete(res));
+      },
+      "/healthz": () => send(200, "text/plain", "ok\n"),
+    };
+    const route = routes[url.pathname === "/index.html" ? "/" : url.pathname];
+    if (route) return route();
+    if (!url.pathname.startsWith("/assets/")) return send(404, "text/plain", "not found\n");
+    const code = await script(url.pathname.slice("/assets/".length));
+    if (code === undefined) send(404, "text/plain", "not found\n");
+    else send(200, "text/javascript; charset=utf-8", code, { "cache-control": "no-cache" });
   }
 
   await new Promise<void>((resolve, reject) => {

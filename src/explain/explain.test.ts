@@ -123,7 +123,12 @@ describe("explain", () => {
     refused.members[1] = exporter("east", ["north"]);
     const s = step(refused, "access");
     assert.equal(s.status, "fail");
+    assert.equal(s.detail, "east refuses west (allowed: east: north)");
     assert.match(s.hint!, /add west to gateway.meridian.dev\/allowed-clusters on the ServiceExport in east/);
+    const own = healthy();
+    own.from = "east";
+    own.members[1] = exporter("east", ["north"]);
+    assert.equal(step(own, "access").status, "ok", "east reaches its own endpoints without its gateway");
     const partly = healthy();
     partly.members.push(exporter("north", ["east"]));
     partly.endpoints.push({ cluster: "north", ready: 1, notReady: 0 });

@@ -213,8 +213,12 @@ function dnsStep(input: ExplainInput): ExplainStep {
 
 function accessStep(input: ExplainInput): ExplainStep {
   const withEndpoints = new Set(input.endpoints.filter((e) => e.ready > 0).map((e) => e.cluster));
+  // A cluster's own endpoints are reached directly, not through its gateway's access check.
   const refusing = input.members.filter(
-    (m) => m.serviceExport?.allowedClusters && !m.serviceExport.allowedClusters.includes(input.from),
+    (m) =>
+      m.cluster !== input.from &&
+      m.serviceExport?.allowedClusters &&
+      !m.serviceExport.allowedClusters.includes(input.from),
   );
   if (refusing.length === 0)
     return { check: "access", status: "ok", detail: `no exporter restricts ${input.from}` };
@@ -223,7 +227,7 @@ function accessStep(input: ExplainInput): ExplainStep {
   return {
     check: "access",
     status: allRefuse && withEndpoints.size > 0 ? "fail" : "warn",
-    detail: `${list(refusing.map((m) => m.cluster))} refuse ${input.from} (allowed: ${refusing
+    detail: `${list(refusing.map((m) => m.cluster))} ${refusing.length === 1 ? "refuses" : "refuse"} ${input.from} (allowed: ${refusing
       .map((m) => `${m.cluster}: ${list(m.serviceExport!.allowedClusters!)}`)
       .join("; ")})`,
     hint:

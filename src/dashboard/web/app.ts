@@ -6,7 +6,16 @@
  * live updates never pull the keyboard user away from where they are.
  */
 import { flowGraph, LAYOUT, layoutGraph } from "./graph.js";
-import type { ClusterView, ConditionView, CounterView, DashboardView, Health, ServiceView } from "./view.js";
+import type {
+  ClusterView,
+  ConditionView,
+  CounterView,
+  DashboardView,
+  ExplainView,
+  Health,
+  ReachabilityView,
+  ServiceView,
+} from "./view.js";
 
 type Child = Node | string | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | undefined>;
@@ -110,6 +119,8 @@ function shareBar(percent: number): HTMLElement {
 let view: DashboardView | undefined;
 let connected = false;
 const filters = { graph: "", services: "" };
+/** "ns/name from cluster" panels the user opened: they stay open across live updates. */
+const openExplanations = new Set<string>();
 const expanded = new Set<string>();
 
 interface Route {
@@ -381,6 +392,81 @@ function servicesPage(v: DashboardView, namespace: string | null): Child[] {
   ];
 }
 
+const stepMark: Record<ExplainView["steps"][number]["status"], string> = {
+  ok: "✔",
+  warn: "!",
+  fail: "✖",
+  skipped: "–",
+};
+
+/** Every check from one cluster, fetched when the panel opens (and again on each update while open). */
+function explanationPanel(sv: ServiceView, from: string): HTMLElement {
+  const key = `${sv.namespace}/${sv.name} from ${from}`;
+  const body = h("div", { class: "muted" }, "Checking…");
+  const details = h(
+    "details",
+    { open: openExplanations.has(key), "data-testid": `explain-${from}` },
+    h("summary", { "data-focus": `explain:${key}` }, "All checks"),
+    body,
+  ) as HTMLDetailsElement;
+  const load = async (): Promise<void> => {
+    const q = new URLSearchParams({ namespace: sv.namespace, name: sv.name, from });
+    const res = await fetch(`/api/explain?${q.toString()}`);
+    const e = (await res.json()) as ExplainView;
+    body.replaceChildren(
+      table(
+        `The path from ${from}, as 'meridian explain' walks it`,
+        ["", "Check", "Finding", "What to do"],
+        e.steps.map((st) => [
+          h(
+            "span",
+            { class: st.status === "fail" ? "unhealthy" : st.status === "ok" ? "healthy" : "unknown" },
+            stepMark[st.status],
+          ),
+          st.check,
+          h("span", { class: "message" }, st.detail),
+          st.hint ?? "",
+        ]),
+        "",
+      ),
+      h(
+        "p",
+        { class: "muted" },
+        "The DNS answer and a live connection are checked from inside the cluster by ",
+        code(`meridian explain ${sv.name} -n ${sv.namespace} --from ${from}`),
+        ".",
+      ),
+    );
+  };
+  details.addEventListener("toggle", () => {
+    if (details.open) {
+      openExplanations.add(key);
+      void load();
+    } else openExplanations.delete(key);
+  });
+  if (details.open) void load();
+  return details;
+}
+
+function reachabilityTable(sv: ServiceView): HTMLElement {
+  return table(
+    "Would a connection from each cluster get through? (the checks of meridian explain that the hub can see)",
+    ["From", "Verdict", "Where it breaks", "What to do", ""],
+    sv.reachability.map((r: ReachabilityView) => [
+      link(clusterHref(r.cluster), r.cluster),
+      h(
+        "span",
+        { class: `health ${r.reachable ? "healthy" : "unhealthy"}` },
+        r.reachable ? "Reachable" : "Not reachable",
+      ),
+      r.problem ? h("span", { class: "message" }, `${r.problem.check}: ${r.problem.detail}`) : "—",
+      r.problem?.hint ?? "",
+      explanationPanel(sv, r.cluster),
+    ]),
+    "The dashboard reaches no member to judge from.",
+  );
+}
+
 function servicePage(v: DashboardView, namespace: string, name: string): Child[] {
   const sv = v.services.find((x) => x.namespace === namespace && x.name === name);
   if (!sv)
@@ -437,6 +523,8 @@ function servicePage(v: DashboardView, namespace: string, name: string): Child[]
       ]),
       "No cluster exports it any more.",
     ),
+    h("h2", {}, "Reachable from"),
+    reachabilityTable(sv),
     h("h2", {}, "Imports and endpoints"),
     table(
       "What each importing cluster has, by source cluster",

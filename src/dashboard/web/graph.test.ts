@@ -27,6 +27,7 @@ function service(
     conflicts: [],
     health,
     healthReason: "",
+    reachability: [],
   };
 }
 

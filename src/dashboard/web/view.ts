@@ -74,6 +74,23 @@ export interface ImporterView {
   routing: Array<{ port: number; targets: RouteShareView[] }>;
 }
 
+/** Whether a connection from one cluster would get through, as `meridian explain` judges it. */
+export interface ReachabilityView {
+  cluster: string;
+  reachable: boolean;
+  /** The first check that fails, with what to do about it. */
+  problem?: { check: string; detail: string; hint?: string };
+}
+
+/** Every check along the path from one cluster (GET /api/explain). */
+export interface ExplainView {
+  namespace: string;
+  service: string;
+  from: string;
+  reachable: boolean;
+  steps: Array<{ check: string; status: "ok" | "warn" | "fail" | "skipped"; detail: string; hint?: string }>;
+}
+
 export interface PolicyView {
   cluster: string;
   name: string;
@@ -91,6 +108,8 @@ export interface ServiceView {
   conflicts: Array<{ cluster: string; reason: string; message: string }>;
   health: Health;
   healthReason: string;
+  /** From every member the dashboard reaches. */
+  reachability: ReachabilityView[];
   /** Recent export-to-import propagation times, when the controller reports them. */
   propagation?: { lastSeconds: number; at: string };
 }
