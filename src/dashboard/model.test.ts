@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { V1EndpointSlice } from "@kubernetes/client-node";
 import type { Cluster } from "../api/meridian.js";
 import type { ServiceExport, ServiceImport } from "../api/mcs.js";
 import type { TrafficPolicy } from "../gateway/kube-routes.js";
+import { importedSlice } from "../api/fixtures.js";
 import { counterViews, dashboardView, policySummary, type ObservedMember } from "./model.js";
 
 const NOW = new Date("2026-11-22T10:00:00Z");
@@ -58,18 +58,12 @@ const imp = (name: string, sources: string[]): ServiceImport => ({
   status: { clusters: sources.map((c) => ({ cluster: c })) },
 });
 
-const slice = (service: string, source: string, ready: boolean[]): V1EndpointSlice => ({
-  addressType: "IPv4",
-  metadata: {
-    name: `${service}-${source}`,
-    namespace: "shop",
-    labels: {
-      "multicluster.kubernetes.io/service-name": service,
-      "multicluster.kubernetes.io/source-cluster": source,
-    },
-  },
-  endpoints: ready.map((r, i) => ({ addresses: [`10.0.0.${i + 1}`], conditions: { ready: r } })),
-});
+const slice = (service: string, source: string, ready: boolean[]) =>
+  importedSlice(
+    service,
+    source,
+    ready.map((r, i) => [`10.0.0.${i + 1}`, r]),
+  );
 
 const valid: Record<string, [string, string, string]> = {
   Valid: ["True", "Valid", ""],

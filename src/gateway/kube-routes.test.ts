@@ -12,6 +12,7 @@ import {
   type MemberRoutingState,
   type TrafficPolicy,
 } from "./kube-routes.js";
+import { importedSlice } from "../api/fixtures.js";
 
 const importOf = (name: string, ips: string[], type: "ClusterSetIP" | "Headless" = "ClusterSetIP") =>
   ({
@@ -26,25 +27,7 @@ const importOf = (name: string, ips: string[], type: "ClusterSetIP" | "Headless"
     },
   }) as ServiceImport & KubernetesObject;
 
-const mcsSlice = (
-  service: string,
-  source: string,
-  addresses: Array<[string, boolean]>,
-  port = 8080,
-): V1EndpointSlice => ({
-  addressType: "IPv4",
-  metadata: {
-    name: `${service}-${source}`,
-    namespace: "shop",
-    labels: {
-      "multicluster.kubernetes.io/service-name": service,
-      "multicluster.kubernetes.io/source-cluster": source,
-      "kubernetes.io/service-name": `derived-${service}`,
-    },
-  },
-  ports: [{ name: "http", port }],
-  endpoints: addresses.map(([a, ready]) => ({ addresses: [a], conditions: { ready } })),
-});
+const mcsSlice = importedSlice;
 
 const ownSlice = (service: string, addresses: string[]): V1EndpointSlice => ({
   addressType: "IPv4",

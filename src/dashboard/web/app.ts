@@ -197,19 +197,24 @@ function clustersTable(clusters: ClusterView[]): HTMLElement {
   );
 }
 
-function graphSection(v: DashboardView): HTMLElement {
+/** A search box whose text survives re-renders (kept in `filters`). */
+function filterInput(which: keyof typeof filters, placeholder: string, label: string): HTMLInputElement {
   const input = h("input", {
     type: "search",
-    id: "graph-filter",
-    "data-focus": "graph-filter",
-    placeholder: "Filter services (namespace/name)",
-    "aria-label": "Filter the graph's services",
-    value: filters.graph,
+    "data-focus": `${which}-filter`,
+    placeholder,
+    "aria-label": label,
+    value: filters[which],
   }) as HTMLInputElement;
   input.addEventListener("input", () => {
-    filters.graph = input.value;
+    filters[which] = input.value;
     render();
   });
+  return input;
+}
+
+function graphSection(v: DashboardView): HTMLElement {
+  const input = filterInput("graph", "Filter services (namespace/name)", "Filter the graph's services");
   const toolbar = h(
     "div",
     { class: "toolbar" },
@@ -360,17 +365,7 @@ function servicesTable(services: ServiceView[], emptyText: string): HTMLElement 
 }
 
 function servicesPage(v: DashboardView, namespace: string | null): Child[] {
-  const input = h("input", {
-    type: "search",
-    "data-focus": "services-filter",
-    placeholder: "Filter (namespace/name)",
-    "aria-label": "Filter services",
-    value: filters.services,
-  }) as HTMLInputElement;
-  input.addEventListener("input", () => {
-    filters.services = input.value;
-    render();
-  });
+  const input = filterInput("services", "Filter (namespace/name)", "Filter services");
   const f = filters.services.trim().toLowerCase();
   const shown = v.services.filter(
     (sv) =>
