@@ -10,7 +10,13 @@
  * on an open connection, and of connect+echo+close, both against a direct connection), and memory
  * per 10k idle connections (RSS of both proxies before and after opening idle connections).
  *
- *   node --import tsx bench/gateway.ts [--seconds 5] [--idle 5000]
+ *   node --import tsx bench/gateway.ts [--seconds 5] [--idle 5000] [--only meridian] [--profile DIR]
+ *
+ * `--only meridian` (or `haproxy`) measures one system and the direct baseline, for iterating;
+ * such a run does not write the results file; with it, `--phases throughput,connections` picks
+ * phases (throughput, connections, latency, memory). `--haproxy-threads N` sets HAProxy's
+ * nbthread (default: one thread per core). `--profile DIR` runs the Meridian gateways with
+ * `--cpu-prof` and leaves their profiles in DIR.
  *
  * Installs haproxy, wrk and iperf3 with apt-get when missing. Writes bench/results/gateway.json.
  */
@@ -25,8 +31,20 @@ import { parseArgs } from "node:util";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "../src/gateway/trust.js";
 
 const { values } = parseArgs({
-  options: { seconds: { type: "string", default: "5" }, idle: { type: "string", default: "5000" } },
+  options: {
+    seconds: { type: "string", default: "5" },
+    idle: { type: "string", default: "5000" },
+    only: { type: "string" },
+    phases: { type: "string", default: "throughput,connections,latency,memory" },
+    profile: { type: "string" },
+    "haproxy-threads": { type: "string" },
+  },
 });
+const ONLY = values.only;
+const PHASES = new Set(values.phases.split(","));
+/** HAProxy's threads per process; its default is one per core (2 here). */
+const HAPROXY_THREADS = values["haproxy-threads"];
+const PROFILE = values.profile ? path.resolve(values.profile) : undefined;
 const SECONDS = Number(values.seconds);
 const IDLE = Number(values.idle);
 const CLUSTERSET = "bench.meridian";
@@ -99,6 +117,12 @@ async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
   }
 }
 
+/** CPU seconds (user + system) a process has used, from /proc (clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return Number(m?.[1] ?? 0);
@@ -165,7 +189,8 @@ async function startMeridian(backends: Services): Promise<Entry> {
   const run = (id: string, files: typeof west, routes: string, listenPeer: string): ChildProcess =>
     start(
       process.execPath,
-      [path.join(repo, "bin/meridian.js"), "gateway", "run", "--cluster-id", id, "--clusterset", CLUSTERSET,
+      [...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir", path.join(PROFILE, id)] : []),
+        path.join(repo, "bin/meridian.js"), "gateway", "run", "--cluster-id", id, "--clusterset", CLUSTERSET,
         "--listen-peer", listenPeer, "--listen-local", "127.0.0.1", "--routes", routes,
         "--cert", files.cert, "--key", files.key, "--ca", caFile, "--drain-timeout", "2"],
       { MERIDIAN_LOG_LEVEL: "warn" },
@@ -182,7 +207,8 @@ async function startHaproxy(backends: Services): Promise<Entry> {
   const names = ["iperf", "http", "echo"] as const;
   const b: Services = { iperf: await freePort(), http: await freePort(), echo: await freePort() };
   const a: Services = { iperf: await freePort(), http: await freePort(), echo: await freePort() };
-  const global = `global\n  maxconn ${IDLE + 2000}\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\n`;
+  const threads = HAPROXY_THREADS ? `  nbthread ${HAPROXY_THREADS}\n` : "";
+  const global = `global\n  maxconn ${IDLE + 2000}\n${threads}\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\n`;
   const bCfg =
     global +
     names
@@ -325,15 +351,27 @@ async function idleMemory(
 
 async function measure(name: string, entry: Entry | Services, pids: number[]) {
   process.stderr.write(`${name}: throughput…\n`);
-  const mbps = await throughput(entry.iperf);
-  process.stderr.write(`${name}: ${mbps.toFixed(0)} MB/s; connections/s…\n`);
-  const conns = connectionsPerSecond(entry.http);
-  process.stderr.write(`${name}: ${conns.rate.toFixed(0)} conn/s (${conns.errors}); latency…\n`);
-  const lat = await latency(entry.echo);
-  const mem = pids.length > 0 ? await idleMemory(entry.echo, pids) : undefined;
+  // CPU the proxies spend per unit of work is steadier than rates on a machine shared with others.
+  const cpu = (): number => pids.reduce((sum, p) => sum + cpuSeconds(p), 0);
+  let cpuBefore = cpu();
+  const mbps = PHASES.has("throughput") ? await throughput(entry.iperf) : 0;
+  const cpuPerGB = (cpu() - cpuBefore) / ((mbps * SECONDS) / 1000);
+  process.stderr.write(
+    `${name}: ${mbps.toFixed(0)} MB/s (${cpuPerGB.toFixed(2)} proxy CPU s/GB); connections/s…\n`,
+  );
+  cpuBefore = cpu();
+  const conns = PHASES.has("connections") ? connectionsPerSecond(entry.http) : { rate: 0, errors: "" };
+  const cpuPerConn = ((cpu() - cpuBefore) * 1e6) / (conns.rate * SECONDS);
+  process.stderr.write(
+    `${name}: ${conns.rate.toFixed(0)} conn/s (${cpuPerConn.toFixed(0)} proxy CPU µs/conn, ${conns.errors}); latency…\n`,
+  );
+  const lat = PHASES.has("latency") ? await latency(entry.echo) : { rtt: [0], connect: [0] };
+  const mem = pids.length > 0 && PHASES.has("memory") ? await idleMemory(entry.echo, pids) : undefined;
   return {
     throughputMBps: Math.round(mbps),
+    ...(pids.length > 0 ? { proxyCpuSecondsPerGB: +cpuPerGB.toFixed(2) } : {}),
     connectionsPerSecond: Math.round(conns.rate),
+    ...(pids.length > 0 ? { proxyCpuMicrosecondsPerConnection: Math.round(cpuPerConn) } : {}),
     wrkSocketErrors: conns.errors,
     rttMs: { p50: percentile(lat.rtt, 50), p99: percentile(lat.rtt, 99) },
     connectMs: { p50: percentile(lat.connect, 50), p99: percentile(lat.connect, 99) },
@@ -354,11 +392,22 @@ try {
   const ports = JSON.parse(await firstLine(backendProc)) as { echo: number; http: number };
   const backends: Services = { iperf: iperfPort, http: ports.http, echo: ports.echo };
 
+  if (ONLY === undefined && PHASES.size < 4) throw new Error("--phases goes with --only");
   const direct = await measure("direct", backends, []);
+  if (ONLY !== undefined) {
+    if (ONLY !== "meridian" && ONLY !== "haproxy") throw new Error("--only takes meridian or haproxy");
+    const entry = ONLY === "meridian" ? await startMeridian(backends) : await startHaproxy(backends);
+    const m = await measure(ONLY, entry, entry.pids);
+    for (const pid of entry.pids) process.kill(pid, "SIGTERM");
+    await sleep(PROFILE ? 3000 : 500); // profiles are written on exit
+    process.stdout.write(`${JSON.stringify({ direct, [ONLY]: m }, null, 2)}\n`);
+    await cleanup();
+    process.exit(0);
+  }
   const meridianEntry = await startMeridian(backends);
   const meridian = await measure("meridian", meridianEntry, meridianEntry.pids);
   for (const pid of meridianEntry.pids) process.kill(pid, "SIGTERM");
-  await sleep(1000);
+  await sleep(PROFILE ? 3000 : 1000);
   const haproxyEntry = await startHaproxy(backends);
   const haproxy = await measure("haproxy", haproxyEntry, haproxyEntry.pids);
 
@@ -375,6 +424,8 @@ try {
     topology:
       "client → A → mTLS (TLS 1.3, ECDSA P-256, client certs verified) → B → backend; all on 127.0.0.1",
     peer: execFileSync("haproxy", ["-v"], { encoding: "utf8" }).split("\n")[0],
+    haproxyThreadsPerProcess: HAPROXY_THREADS ? Number(HAPROXY_THREADS) : os.cpus().length,
+    meridianThreadsPerProcess: 1,
     secondsPerPhase: SECONDS,
     idleConnections: IDLE,
     direct,
@@ -450,6 +501,10 @@ try {
     ].join("\n"),
   );
 } finally {
+  await cleanup();
+}
+
+async function cleanup(): Promise<void> {
   for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
   await sleep(300);
   rmSync(dir, { recursive: true, force: true });

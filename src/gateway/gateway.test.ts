@@ -13,6 +13,7 @@ import { exchange, makeClusterset, startBackend, startGateway } from "./fixtures
 import type { RoutingTable } from "./routes.js";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "./trust.js";
 import { FileIdentity } from "./identity.js";
+import { encodeOpen, FIN_FRAME, FrameDecoder, ReplyStatus } from "./protocol.js";
 
 const cs = makeClusterset();
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -355,6 +356,80 @@ describe("traffic policy and health", () => {
     process.stderr.write(
       `# failover: out of rotation after ${outOfRotationMs} ms, back after ${backInMs} ms\n`,
     );
+  });
+});
+
+describe("early data", () => {
+  it("replays the client's first bytes to the next cluster when one refuses, and keeps the refused connection warm", async () => {
+    const n = await backend("north", "count");
+    const be = await gateway("east", exporting("shop/r", []));
+    const bn = await gateway("north", exporting("shop/r", [n]));
+    const a = await gateway(
+      "west",
+      importing("shop/r", [be, bn], {
+        policy: { failover: [{ clusters: [{ cluster: "east" }] }, { clusters: [{ cluster: "north" }] }] },
+      }),
+    );
+    await sleep(300); // warm pools and a first probe
+    const eastHandshakes = (): Promise<number> =>
+      be.gateway.metrics.value("meridian_gateway_tls_handshakes_total", { role: "server" });
+    const before = await eastHandshakes();
+    // More than the early-data limit, sent and half-closed before any reply: east ("no
+    // endpoints") gets the first 64 KiB and the client's reads pause; north gets all of it.
+    const payload = Buffer.alloc(300_000, 3);
+    const answer = await exchange(a.port("shop/r:80"), payload);
+    assert.equal(answer, `${payload.length} ${createHash("sha256").update(payload).digest("hex")}\n`);
+    assert.equal(n.connections, 1);
+    // east skipped the refused stream's frames up to its FIN, so the same connection carries the
+    // next stream once east has an endpoint (and its 1 s service ejection is over).
+    const e = await backend("east", "count");
+    be.routes.set(exporting("shop/r", [e]));
+    await sleep(1100);
+    const small = Buffer.from("hello");
+    assert.equal(
+      await exchange(a.port("shop/r:80"), small),
+      `5 ${createHash("sha256").update(small).digest("hex")}\n`,
+    );
+    assert.equal(e.connections, 1);
+    assert.equal(await eastHandshakes(), before, "no new handshake: the refused connection was reused");
+  });
+
+  it("still serves version 1 OPENs, which wait for the reply and send no FIN after a refusal", async () => {
+    const who = await backend("east");
+    const b = await gateway("east", exporting("shop/v1", [who]));
+    const creds = cs.identity("west");
+    await creds.start();
+    const c = creds.credentials();
+    const socket = tls.connect({
+      host: "127.0.0.1",
+      port: b.gateway.peerPort,
+      key: c.privateKeyPem,
+      cert: c.certPem,
+      ca: creds.bundle().caPems,
+      rejectUnauthorized: false,
+    });
+    cleanups.push(async () => void socket.destroy());
+    await new Promise((r) => socket.once("secureConnect", r));
+    const open = (service: string): Buffer => {
+      const bytes = encodeOpen({ kind: "connect", service, port: 80 });
+      bytes[4] = 1;
+      return bytes;
+    };
+    const received: Buffer[] = [];
+    socket.on("data", (d: Buffer) => received.push(d));
+    // Refused (unknown service), then at once the next OPEN on the same connection.
+    socket.write(open("shop/nope"));
+    await sleep(100);
+    socket.write(open("shop/v1"));
+    socket.write(FIN_FRAME);
+    await sleep(300);
+    const all = Buffer.concat(received);
+    assert.equal(all[0], ReplyStatus.unknownService);
+    assert.equal(all[1], ReplyStatus.ok);
+    const events = new FrameDecoder().push(all.subarray(2));
+    const text = events.map((ev) => (ev.type === "data" ? ev.bytes.toString() : "")).join("");
+    assert.equal(text, "east\n");
+    assert.equal(events.at(-1)?.type, "fin");
   });
 });
 

@@ -23,7 +23,7 @@ import { computeTiers, effectiveRouting, WeightedPicker } from "./policy.js";
 import type { PoolOptions } from "./pool.js";
 import { PeerConnector, PeerRefusedError } from "./pool.js";
 import type { OpenRequest, ReplyStatusName } from "./protocol.js";
-import { decodeOpen, encodeOpen, MAX_OPEN_LENGTH, REPLY_NAMES, ReplyStatus } from "./protocol.js";
+import { decodeOpen, encodeOpen, MAX_OPEN_LENGTH, REPLY_NAMES, ReplyStatus, VERSION } from "./protocol.js";
 import type {
   Endpoint,
   ExportRoute,
@@ -35,7 +35,8 @@ import type {
 import { routeKey } from "./routes.js";
 import type { PeerCertificateFacts, PeerIdentity } from "./trust.js";
 import { classifyPeer } from "./trust.js";
-import { bridge, pipeBoth } from "./tunnel.js";
+import type { EarlyData } from "./tunnel.js";
+import { bridge, pipeBoth, skipStream } from "./tunnel.js";
 
 export interface GatewayLimits {
   /** Proxied connections at once, per direction (default 20,000). */
@@ -97,16 +98,6 @@ interface EndpointCursor {
 
 const serviceKey = (clusterId: string, service: string): string => `${clusterId}/${service}`;
 const endpointKey = (e: Endpoint): string => `ep:${e.address}:${e.port}`;
-
-/** Why a stream could not be opened on a peer, and whether to blame the whole peer. */
-class StreamRefused extends Error {
-  constructor(
-    readonly status: ReplyStatusName,
-    readonly peerLevel: boolean,
-  ) {
-    super(status);
-  }
-}
 
 export class Gateway {
   readonly metrics: GatewayMetrics;
@@ -522,6 +513,8 @@ export class Gateway {
     const { route } = state;
     const labelService = `${route.service}:${route.port}`;
     const tried = new Set<string>();
+    // The client's bytes sent to a peer that has not replied yet, replayed on the next attempt.
+    const early: EarlyData = { chunks: [], bytes: 0, ended: false };
     for (let attempt = 0; attempt < this.limits.maxAttempts && !client.destroyed; attempt++) {
       const choice = state.picker.pick(state.tiers, this.usable(route), tried);
       if (!choice) break;
@@ -537,20 +530,12 @@ export class Gateway {
         const backend = await this.connectEndpoint(route.service, route.localEndpoints ?? []);
         if (!backend) continue;
         this.metrics.connectionsActive.inc(labels);
-        const r = await pipeBoth(client, backend, this.limits.idleTimeoutMs);
+        const r = await pipeBoth(client, backend, this.limits.idleTimeoutMs, early);
         this.finishMetrics(labels, r.clean, r.fromPlain, r.toPlain);
         return;
       }
-      const opened = await this.openStream(clusterId, route);
-      if (!opened) continue;
-      const { tunnel, connector, rest } = opened;
-      this.track(tunnel);
-      this.metrics.connectionsActive.inc(labels);
-      const r = await bridge(client, tunnel, rest, this.limits.idleTimeoutMs);
-      this.finishMetrics(labels, r.clean, r.fromPlain, r.toPlain);
-      this.activeSockets.delete(tunnel);
-      if (r.reusable && !this.draining) connector.release(tunnel);
-      else tunnel.destroy();
+      const r = await this.streamToPeer(clusterId, route, client, early, labels);
+      if (r === "not-opened") continue;
       return;
     }
     this.metrics.connectionsTotal.inc({
@@ -578,13 +563,22 @@ export class Gateway {
     this.metrics.bytes.inc({ ...labels, flow: "received" }, received);
   }
 
-  /** Opens a stream to `service` on a peer; records health; undefined when that peer cannot serve it. */
-  private async openStream(
+  /**
+   * Carries a client connection to `service` on a peer: the OPEN and the client's first bytes go
+   * out together, without waiting for the reply (early data). Records health. "not-opened" when
+   * that peer cannot serve it (refused, or unreachable): the client is still open and `early`
+   * holds what it sent, for the next cluster.
+   */
+  private async streamToPeer(
     clusterId: string,
     route: ImportRoute,
-  ): Promise<{ tunnel: TLSSocket; connector: PeerConnector; rest: Buffer } | undefined> {
+    client: net.Socket,
+    early: EarlyData,
+    labels: { direction: string; service: string; cluster: string },
+  ): Promise<"done" | "not-opened"> {
     const connector = this.connectors.get(clusterId);
-    if (!connector) return undefined;
+    if (!connector) return "not-opened";
+    const open = encodeOpen({ kind: "connect", service: route.service, port: route.port });
     // A warm connection the peer has just closed is not the peer's fault: one redial is free.
     for (let round = 0; round < 2; round++) {
       let tunnel: TLSSocket;
@@ -594,41 +588,60 @@ export class Gateway {
       } catch (err) {
         this.health.connectResult(clusterId, false, err instanceof PeerRefusedError);
         this.log.warn({ peer: clusterId, err: (err as Error).message }, "cannot connect to peer gateway");
-        return undefined;
+        return "not-opened";
       }
-      try {
-        tunnel.write(encodeOpen({ kind: "connect", service: route.service, port: route.port }));
-        const { status, rest } = await readReply(tunnel, this.limits.connectTimeoutMs);
-        if (status !== "ok") {
-          connector.release(tunnel);
-          throw new StreamRefused(status, status === "draining" || status === "overloaded");
-        }
-        this.health.connectResult(clusterId, true);
-        this.serviceHealth.connectResult(serviceKey(clusterId, route.service), true);
-        return { tunnel, connector, rest };
-      } catch (err) {
-        if (err instanceof StreamRefused) {
-          // The peer answered: its verdict is definitive, no need to wait for more failures.
-          if (err.peerLevel) this.health.connectResult(clusterId, false, true);
-          else this.serviceHealth.connectResult(serviceKey(clusterId, route.service), false, true);
-          this.log.warn(
-            { peer: clusterId, service: route.service, port: route.port, status: err.status },
-            "peer refused the stream",
-          );
-          return undefined;
-        }
-        tunnel.destroy();
-        if (warm && round === 0) {
-          // A dead warm connection means its idle siblings are likely stale too (the peer restarted
-          // or rotated its certificate): drop them, so the retry dials fresh.
-          connector.flush();
-          continue;
-        }
-        this.health.connectResult(clusterId, false);
-        return undefined;
+      if (client.destroyed) {
+        connector.release(tunnel);
+        return "done";
       }
+      this.track(tunnel);
+      let accepted = false;
+      const r = await bridge(client, tunnel, Buffer.alloc(0), this.limits.idleTimeoutMs, {
+        open,
+        early,
+        replyTimeoutMs: this.limits.connectTimeoutMs,
+        onAccepted: () => {
+          accepted = true;
+          this.health.connectResult(clusterId, true);
+          this.serviceHealth.connectResult(serviceKey(clusterId, route.service), true);
+          this.metrics.connectionsActive.inc(labels);
+        },
+      });
+      this.activeSockets.delete(tunnel);
+      if (accepted) {
+        this.finishMetrics(labels, r.clean, r.fromPlain, r.toPlain);
+        if (r.reusable && !this.draining) connector.release(tunnel);
+        else tunnel.destroy();
+        return "done";
+      }
+      if (!r.notOpened) return "done"; // the client went away before the reply
+      const status = r.notOpened.refused;
+      if (status) {
+        if (r.reusable && !this.draining) connector.release(tunnel);
+        else tunnel.destroy();
+        this.peerRefused(clusterId, route, status);
+        return "not-opened";
+      }
+      if (warm && round === 0) {
+        // A dead warm connection means its idle siblings are likely stale too (the peer restarted
+        // or rotated its certificate): drop them, so the retry dials fresh.
+        connector.flush();
+        continue;
+      }
+      this.health.connectResult(clusterId, false);
+      return "not-opened";
     }
-    return undefined;
+    return "not-opened";
+  }
+
+  /** The peer answered: its verdict is definitive, no need to wait for more failures. */
+  private peerRefused(clusterId: string, route: ImportRoute, status: ReplyStatusName): void {
+    if (status === "draining" || status === "overloaded") this.health.connectResult(clusterId, false, true);
+    else this.serviceHealth.connectResult(serviceKey(clusterId, route.service), false, true);
+    this.log.warn(
+      { peer: clusterId, service: route.service, port: route.port, status },
+      "peer refused the stream",
+    );
   }
 
   /** Connects to a ready endpoint, round robin, skipping ejected ones; passive health per endpoint. */
@@ -732,10 +745,7 @@ export class Gateway {
   ): Promise<Buffer | undefined> {
     const route = this.exports.get(routeKey(req.service, req.port));
     const labelService = `${req.service}:${req.port}`;
-    if (!route) {
-      socket.write(reply("unknownService"));
-      return rest;
-    }
+    if (!route) return this.refuseStream(socket, req, rest, "unknownService");
     const decision = decideAccess(source, route.allow, this.table.accessDefault ?? "allow");
     if (!decision.allowed) {
       this.metrics.refusals.inc({
@@ -753,23 +763,19 @@ export class Gateway {
         },
         "access denied",
       );
-      socket.write(reply("accessDenied"));
-      return rest;
+      return this.refuseStream(socket, req, rest, "accessDenied");
     }
     if (this.draining || this.inbound >= this.limits.maxConnections) {
       this.metrics.refusals.inc({ reason: "limit", cluster: source.clusterId, service: labelService });
-      socket.write(reply(this.draining ? "draining" : "overloaded"));
-      return rest;
+      return this.refuseStream(socket, req, rest, this.draining ? "draining" : "overloaded");
     }
     this.inbound++;
     this.track(socket);
     try {
       const backend = await this.connectEndpoint(req.service, route.endpoints);
       if (!backend) {
-        socket.write(
-          reply(route.endpoints.some((e) => e.ready !== false) ? "upstreamFailed" : "noEndpoints"),
-        );
-        return rest;
+        const status = route.endpoints.some((e) => e.ready !== false) ? "upstreamFailed" : "noEndpoints";
+        return await this.refuseStream(socket, req, rest, status);
       }
       const labels = { direction: "inbound", service: labelService, cluster: source.clusterId };
       this.metrics.connectionsActive.inc(labels);
@@ -782,6 +788,22 @@ export class Gateway {
       this.inbound--;
       this.activeSockets.delete(socket);
     }
+  }
+
+  /**
+   * Refuses a stream. A v2 client gateway may already have sent the client's first bytes and ends
+   * its direction with a FIN even when refused: those frames are skipped, so the connection can
+   * carry the next OPEN. Returns what was read beyond them, or undefined to close.
+   */
+  private refuseStream(
+    socket: TLSSocket,
+    req: OpenRequest,
+    rest: Buffer,
+    status: ReplyStatusName,
+  ): Promise<Buffer | undefined> | Buffer {
+    socket.write(reply(status));
+    if ((req.version ?? VERSION) < 2) return rest;
+    return skipStream(socket, rest, this.limits.peerIdleMs);
   }
 }
 

@@ -15,7 +15,7 @@ describe("OPEN header", () => {
     const bytes = encodeOpen({ kind: "connect", service: "shop/payments", port: 8443 });
     assert.deepEqual(decodeOpen(bytes), {
       state: "done",
-      value: { kind: "connect", service: "shop/payments", port: 8443 },
+      value: { kind: "connect", service: "shop/payments", port: 8443, version: 2 },
       consumed: bytes.length,
     });
     for (let i = 0; i < bytes.length; i++)

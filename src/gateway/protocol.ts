@@ -6,17 +6,27 @@
  * concurrent streams each get their own connection and TCP's own flow control).
  *
  *   client gateway                              server gateway
- *   OPEN  "MRDN" v1 kind port len name   ──▶
+ *   OPEN  "MRDN" v2 kind port len name   ──▶
+ *   DATA ... [FIN]  (early: not waiting) ──▶
  *                                        ◀──   REPLY status(1)  (after the upstream is connected)
  *   DATA  0x00 len(u32) bytes            ◀─▶   DATA ...
  *   FIN   0x01 (this direction is done)  ◀─▶   FIN
  *   after both FINs the connection is idle and may carry the next OPEN.
  *
+ * Version 2 (early data): the client gateway sends the client's bytes right behind the OPEN,
+ * without waiting for the reply, and keeps a copy until the reply so that it can replay them to
+ * another cluster if this one refuses. Its direction of a v2 stream always ends with a FIN, even
+ * when refused: after a refusal the server gateway discards that stream's frames up to the FIN and
+ * the connection carries the next OPEN. Version 1 OPENs (no early data, no FIN after a refusal)
+ * are still served.
+ *
  * The source cluster is never in the header: it is the client certificate's identity.
  */
 
 export const MAGIC = Buffer.from("MRDN", "ascii");
-export const VERSION = 1;
+export const VERSION = 2;
+/** Versions a server gateway accepts: 1 (no early data) and 2. */
+const VERSIONS = new Set([1, 2]);
 
 export type OpenKind = "connect" | "probe";
 const KIND_CODES: Record<OpenKind, number> = { connect: 1, probe: 2 };
@@ -26,6 +36,8 @@ export interface OpenRequest {
   /** `namespace/name` of the multi-cluster service; empty for probes. */
   service: string;
   port: number;
+  /** Wire version of a decoded OPEN (2 unless the peer is older); encodeOpen always writes VERSION. */
+  version?: number;
 }
 
 /** Reply codes; anything but `ok` ends the stream and tells the caller whether to try elsewhere. */
@@ -81,7 +93,7 @@ export function decodeOpen(buf: Buffer): DecodeResult<OpenRequest> {
   if (!buf.subarray(0, magicBytes).equals(MAGIC.subarray(0, magicBytes)))
     return { state: "error", message: "not a Meridian gateway stream" };
   if (buf.length < HEADER_FIXED) return { state: "incomplete" };
-  if (buf[4] !== VERSION) return { state: "error", message: `unsupported version ${buf[4]}` };
+  if (!VERSIONS.has(buf[4]!)) return { state: "error", message: `unsupported version ${buf[4]}` };
   const kind = buf[5] === 1 ? "connect" : buf[5] === 2 ? "probe" : undefined;
   if (!kind) return { state: "error", message: `unknown kind ${buf[5]}` };
   const port = buf.readUInt16BE(6);
@@ -93,7 +105,7 @@ export function decodeOpen(buf: Buffer): DecodeResult<OpenRequest> {
   const service = nameBytes.toString("ascii");
   if (kind === "connect" && (!isServiceKey(service) || port === 0))
     return { state: "error", message: "connect needs namespace/name and a port" };
-  return { state: "done", value: { kind, service, port }, consumed: HEADER_FIXED + length };
+  return { state: "done", value: { kind, service, port, version: buf[4]! }, consumed: HEADER_FIXED + length };
 }
 
 export const FrameType = { data: 0, fin: 1 } as const;
@@ -101,7 +113,18 @@ export const FRAME_HEADER = 5;
 /** Larger chunks are split: bounds what a decoder must trust in one length field. */
 export const MAX_FRAME_PAYLOAD = 1 << 20;
 
-/** Frames `chunk` as DATA (splitting above the maximum payload) in one buffer: one TLS write. */
+/** The 5-byte header of a DATA frame carrying `length` bytes (at most MAX_FRAME_PAYLOAD). */
+export function dataHeader(length: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER);
+  out[0] = FrameType.data;
+  out.writeUInt32BE(length, 1);
+  return out;
+}
+
+/**
+ * Frames `chunk` as DATA (splitting above the maximum payload) in one buffer. Copies the payload:
+ * the data path writes `dataHeader` and the payload corked instead (see tunnel.ts).
+ */
 export function encodeData(chunk: Buffer): Buffer {
   if (chunk.length <= MAX_FRAME_PAYLOAD) {
     const out = Buffer.allocUnsafe(FRAME_HEADER + chunk.length);

@@ -5,9 +5,17 @@
  * until it drains, so memory per connection stays bounded whatever the speed mismatch.
  */
 import type { Socket } from "node:net";
-import { pipeline } from "node:stream";
+import { finished, pipeline } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import { encodeData, FIN_FRAME, FrameDecoder } from "./protocol.js";
+import type { ReplyStatusName } from "./protocol.js";
+import {
+  dataHeader,
+  encodeData,
+  FIN_FRAME,
+  FrameDecoder,
+  MAX_FRAME_PAYLOAD,
+  REPLY_NAMES,
+} from "./protocol.js";
 
 export interface PumpResult {
   /** Bytes read from the plain socket (client or backend) and forwarded. */
@@ -19,35 +27,133 @@ export interface PumpResult {
 }
 
 export interface BridgeResult extends PumpResult {
-  /** The tunnel can carry another stream (only when clean). */
+  /** The tunnel can carry another stream (only when clean, or after a refusal). */
   reusable: boolean;
   /** Bytes read from the tunnel after the stream ended: the start of the next stream. */
   leftover: Buffer;
+  /**
+   * Opening streams only: the stream never started. `refused` is the peer's reply; absent, the
+   * tunnel failed before any reply. The plain socket is left open (paused) for another attempt.
+   */
+  notOpened?: { refused?: ReplyStatusName };
+}
+
+/**
+ * The client's bytes sent to a peer gateway that has not replied yet: kept so that another cluster
+ * can be tried with them if this one refuses. Shared by the attempts of one client connection.
+ */
+export interface EarlyData {
+  chunks: Buffer[];
+  bytes: number;
+  /** The client ended its writes (its FIN was read). */
+  ended: boolean;
+}
+
+/**
+ * Bytes queued for a socket before its source is paused (per direction). Well above the streams'
+ * 16 KiB highWaterMark: with 64 KiB reads and 16 KiB TLS records, every single write crossed that
+ * mark, and pausing and resuming the source after each chunk cost more than the copy itself.
+ */
+export const WRITE_BUFFER_LIMIT = 256 * 1024;
+
+/** Client bytes kept unacknowledged before the plain socket is paused to wait for the reply. */
+export const EARLY_DATA_LIMIT = 64 * 1024;
+
+export interface OpeningStream {
+  /** The encoded OPEN, written first. */
+  open: Buffer;
+  /** Client bytes already read (replayed right behind the OPEN); grows until the reply. */
+  early: EarlyData;
+  /** No reply in this long fails the attempt. */
+  replyTimeoutMs: number;
+  /** Called when the peer accepts the stream. */
+  onAccepted?: () => void;
+}
+
+/** Below this, a DATA frame is copied into one buffer; above, header and payload are corked. */
+const COPY_BELOW = 8 * 1024;
+
+/**
+ * Writes `chunk` as DATA frames: small ones copied into one buffer (one plain write), large ones
+ * with the header and payload corked into one writev (no payload copy in JavaScript; the copy,
+ * allocation and garbage collection of 64 KiB frames were a third of a bulk stream's CPU). A
+ * writev costs more than a small copy, so small chunks (requests, replies) take the copy.
+ */
+export function writeData(tunnel: Socket, chunk: Buffer): void {
+  if (chunk.length < COPY_BELOW) {
+    tunnel.write(encodeData(chunk));
+    return;
+  }
+  tunnel.cork();
+  for (let i = 0; i < chunk.length; i += MAX_FRAME_PAYLOAD) {
+    const part = chunk.length <= MAX_FRAME_PAYLOAD ? chunk : chunk.subarray(i, i + MAX_FRAME_PAYLOAD);
+    tunnel.write(dataHeader(part.length));
+    tunnel.write(part);
+  }
+  tunnel.uncork();
 }
 
 /**
  * Runs one stream between a plain TCP socket and a framed tunnel connection. The tunnel is left
  * open and paused when the stream ends cleanly, so the caller can reuse it; on any error or idle
  * timeout both are destroyed.
+ *
+ * With `opening` (the client gateway's side), the OPEN and the early data are written first and
+ * the client's bytes flow on without waiting for the reply; the first byte from the tunnel is the
+ * reply. A refusal, or a tunnel that fails before replying, ends the attempt with `notOpened` and
+ * leaves the client open for another cluster (after a refusal our direction is closed with a FIN,
+ * so the tunnel is reusable).
  */
 export function bridge(
   plain: Socket,
   tunnel: TLSSocket,
   initial: Buffer,
   idleTimeoutMs: number,
+  opening?: OpeningStream,
 ): Promise<BridgeResult> {
   return new Promise((resolve) => {
     const decoder = new FrameDecoder();
-    let fromPlain = 0;
+    const early = opening?.early;
+    let fromPlain = early?.bytes ?? 0;
     let toPlain = 0;
     let sentFin = false;
     let gotFin = false;
     let plainWritable = true;
-    let plainReadable = true;
+    let plainReadable = !early?.ended;
+    let awaitingReply = opening !== undefined;
+    // Until the OPEN is out, the client's first bytes can still join it in one TLS record.
+    let openPending = false;
+    let openTimer: NodeJS.Immediate | undefined;
+    const sendOpen = (): void => {
+      if (!openPending) return;
+      openPending = false;
+      clearImmediate(openTimer);
+      tunnel.write(opening!.open);
+    };
+    // Writes to the tunnel are corked until the poll phase ends, so that what one event loop turn
+    // reads from the plain side (a response and its end, several chunks) leaves in one TLS write.
+    let tunnelCork: NodeJS.Immediate | undefined;
+    const uncorkTunnel = (): void => {
+      tunnelCork = undefined;
+      tunnel.uncork();
+    };
+    const corkTunnel = (): void => {
+      if (tunnelCork) return;
+      tunnel.cork();
+      tunnelCork = setImmediate(uncorkTunnel);
+    };
     let settled = false;
     let leftover: Buffer = Buffer.alloc(0);
+    let replyTimer: NodeJS.Timeout | undefined;
 
     const cleanup = (): void => {
+      clearTimeout(replyTimer);
+      clearImmediate(openTimer);
+      if (tunnelCork) {
+        clearImmediate(tunnelCork);
+        uncorkTunnel();
+      }
+      openPending = false; // ending before the OPEN went out: the client left, the tunnel is cut
       plain.off("data", onPlainData);
       plain.off("end", onPlainEnd);
       plain.off("finish", onPlainFinish);
@@ -57,10 +163,15 @@ export function bridge(
       plain.off("drain", onPlainDrain);
       tunnel.off("data", onTunnelData);
       tunnel.off("drain", onTunnelDrain);
-      tunnel.off("error", onFailure);
-      tunnel.off("close", onFailure);
-      tunnel.off("end", onFailure);
+      tunnel.off("error", onTunnelFailure);
+      tunnel.off("close", onTunnelFailure);
+      tunnel.off("end", onTunnelFailure);
       plain.setTimeout(0);
+    };
+    const settle = (result: Omit<BridgeResult, "fromPlain" | "toPlain" | "leftover">): void => {
+      // Idle tunnels still need an error listener, or a later reset would crash the process.
+      if (tunnel.listenerCount("error") === 0) tunnel.on("error", () => {});
+      resolve({ fromPlain, toPlain, leftover, ...result });
     };
     const finish = (clean: boolean): void => {
       if (settled) return;
@@ -73,9 +184,22 @@ export function bridge(
         plain.destroy();
         tunnel.destroy();
       }
-      // Idle tunnels still need an error listener, or a later reset would crash the process.
-      if (tunnel.listenerCount("error") === 0) tunnel.on("error", () => {});
-      resolve({ fromPlain, toPlain, clean, reusable: clean, leftover });
+      settle({ clean, reusable: clean });
+    };
+    /** The attempt ends without a stream: the client stays for the next attempt. */
+    const notOpened = (refused: ReplyStatusName | undefined): void => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      plain.pause();
+      let reusable = false;
+      if (refused && !tunnel.destroyed) {
+        // Our direction must end with a FIN so the peer can skip to the next OPEN.
+        if (!sentFin) tunnel.write(FIN_FRAME);
+        tunnel.pause();
+        reusable = true;
+      } else tunnel.destroy();
+      settle({ clean: false, reusable, notOpened: refused ? { refused } : {} });
     };
     const maybeDone = (): void => {
       if (sentFin && gotFin && !plainWritable && !plainReadable) finish(true);
@@ -83,19 +207,39 @@ export function bridge(
     function onFailure(): void {
       finish(false);
     }
+    function onTunnelFailure(): void {
+      if (awaitingReply) notOpened(undefined);
+      else finish(false);
+    }
     function onTimeout(): void {
       finish(false);
     }
     function onPlainData(chunk: Buffer): void {
       fromPlain += chunk.length;
-      if (!tunnel.write(encodeData(chunk))) plain.pause();
+      corkTunnel();
+      if (openPending) {
+        tunnel.cork();
+        sendOpen();
+        writeData(tunnel, chunk);
+        tunnel.uncork();
+      } else writeData(tunnel, chunk);
+      let ok = tunnel.writableLength < WRITE_BUFFER_LIMIT;
+      if (awaitingReply) {
+        early!.chunks.push(chunk);
+        early!.bytes += chunk.length;
+        if (early!.bytes >= EARLY_DATA_LIMIT) ok = false; // resumed by the reply
+      }
+      if (!ok) plain.pause();
     }
     function onTunnelDrain(): void {
-      if (!sentFin) plain.resume();
+      if (!sentFin && !(awaitingReply && early!.bytes >= EARLY_DATA_LIMIT)) plain.resume();
     }
     function onPlainEnd(): void {
       plainReadable = false;
       sentFin = true;
+      if (early && awaitingReply) early.ended = true;
+      sendOpen();
+      corkTunnel();
       tunnel.write(FIN_FRAME);
       maybeDone();
     }
@@ -110,12 +254,31 @@ export function bridge(
     function onPlainDrain(): void {
       if (!gotFin) tunnel.resume();
     }
-    function onTunnelData(chunk: Buffer): void {
+    function onTunnelData(data: Buffer): void {
+      let chunk = data;
+      if (openPending) return notOpened(undefined); // the peer spoke before our OPEN: broken
+      if (awaitingReply) {
+        if (chunk.length === 0) return;
+        const status = REPLY_NAMES[chunk[0]!];
+        if (status !== "ok") {
+          // A refusal is all the peer sends for this stream; anything else is a broken tunnel.
+          return notOpened(status && chunk.length === 1 ? status : undefined);
+        }
+        awaitingReply = false;
+        clearTimeout(replyTimer);
+        early!.chunks = [];
+        early!.bytes = 0;
+        early!.ended = false;
+        opening!.onAccepted?.();
+        if (!sentFin && tunnel.writableLength < WRITE_BUFFER_LIMIT) plain.resume();
+        chunk = chunk.subarray(1);
+      }
       for (const ev of decoder.push(chunk)) {
         if (ev.type === "error") return finish(false);
         if (ev.type === "data") {
           toPlain += ev.bytes.length;
-          if (!plain.write(ev.bytes)) tunnel.pause();
+          plain.write(ev.bytes);
+          if (plain.writableLength >= WRITE_BUFFER_LIMIT) tunnel.pause();
         } else {
           gotFin = true;
           leftover = ev.rest;
@@ -134,20 +297,49 @@ export function bridge(
     plain.setTimeout(idleTimeoutMs, onTimeout);
     tunnel.on("data", onTunnelData);
     tunnel.on("drain", onTunnelDrain);
-    tunnel.on("error", onFailure);
-    tunnel.on("close", onFailure);
-    tunnel.on("end", onFailure);
+    tunnel.on("error", onTunnelFailure);
+    tunnel.on("close", onTunnelFailure);
+    tunnel.on("end", onTunnelFailure);
+    if (opening) {
+      // The OPEN, the replayed early data and (if the client is done) its FIN in one write.
+      const { chunks, ended } = opening.early;
+      if (chunks.length === 0 && !ended) {
+        // A first attempt: the client's first bytes are usually in its socket already, readable on
+        // the next poll; the OPEN waits that long to leave with them (for a protocol where the
+        // server speaks first, it leaves alone right after).
+        openPending = true;
+        openTimer = setImmediate(sendOpen);
+      } else {
+        tunnel.cork();
+        tunnel.write(opening.open);
+        for (const c of chunks) writeData(tunnel, c);
+        if (ended) {
+          sentFin = true;
+          tunnel.write(FIN_FRAME);
+        }
+        tunnel.uncork();
+      }
+      replyTimer = setTimeout(() => notOpened(undefined), opening.replyTimeoutMs);
+    }
     if (initial.length > 0) onTunnelData(initial);
+    if (settled) return;
     if (!gotFin) tunnel.resume();
-    plain.resume();
+    if (plainReadable && !(early && early.bytes >= EARLY_DATA_LIMIT)) plain.resume();
+    else maybeDone();
   });
 }
 
 /**
  * Pipes two plain sockets both ways with `stream.pipeline` (its error handling destroys both on a
- * failure) and closes both once both directions have ended.
+ * failure) and closes both once both directions have ended. `early`: bytes `a` sent to a peer
+ * gateway that refused them, written to `b` first (and `a`'s end, if it came already).
  */
-export function pipeBoth(a: Socket, b: Socket, idleTimeoutMs: number): Promise<PumpResult> {
+export function pipeBoth(
+  a: Socket,
+  b: Socket,
+  idleTimeoutMs: number,
+  early?: EarlyData,
+): Promise<PumpResult> {
   return new Promise((resolve) => {
     let pending = 2;
     let clean = true;
@@ -169,7 +361,51 @@ export function pipeBoth(a: Socket, b: Socket, idleTimeoutMs: number): Promise<P
     };
     a.setTimeout(idleTimeoutMs, onTimeout);
     b.setTimeout(idleTimeoutMs, onTimeout);
-    pipeline(a, b, done);
+    for (const chunk of early?.chunks ?? []) b.write(chunk);
+    if (early?.ended) {
+      // `a` has ended already, so a pipeline from it would never end `b`.
+      b.end();
+      finished(b, { readable: false }, done);
+    } else pipeline(a, b, done);
     pipeline(b, a, done);
+  });
+}
+
+/**
+ * Skips the frames of a refused stream up to its FIN (the client gateway sends one after any
+ * refusal); resolves with the bytes after it (the next OPEN), or undefined on close, timeout or
+ * garbage. Leaves the socket paused.
+ */
+export function skipStream(
+  tunnel: TLSSocket,
+  buffered: Buffer,
+  timeoutMs: number,
+): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const decoder = new FrameDecoder();
+    let settled = false;
+    const done = (v: Buffer | undefined): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      tunnel.off("data", onData);
+      tunnel.off("close", onClose);
+      tunnel.off("end", onClose);
+      tunnel.pause();
+      resolve(v);
+    };
+    const onData = (chunk: Buffer): void => {
+      for (const ev of decoder.push(chunk)) {
+        if (ev.type === "error") return done(undefined);
+        if (ev.type === "fin") return done(ev.rest);
+      }
+    };
+    const onClose = (): void => done(undefined);
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    tunnel.on("data", onData);
+    tunnel.once("close", onClose);
+    tunnel.once("end", onClose);
+    if (buffered.length > 0) onData(buffered);
+    if (!settled) tunnel.resume();
   });
 }
