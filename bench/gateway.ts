@@ -22,7 +22,7 @@
  */
 import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -51,6 +51,22 @@ const CLUSTERSET = "bench.meridian";
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 const dir = mkdtempSync(path.join(os.tmpdir(), "meridian-bench-gw-"));
 const children: ChildProcess[] = [];
+
+/**
+ * Whether bin/meridian.js will run the gateways from dist/ (built after the last change to src/)
+ * or from source through tsx, whose per-function helpers cost several percent of a gateway's CPU.
+ */
+function meridianRunsFrom(): "dist" | "source (tsx)" {
+  const newest = (dir: string): number =>
+    readdirSync(dir, { withFileTypes: true }).reduce((m, e) => {
+      const f = path.join(dir, e.name);
+      return Math.max(m, e.isDirectory() ? newest(f) : statSync(f).mtimeMs);
+    }, 0);
+  const stamp = path.join(repo, "dist", ".build-stamp");
+  return existsSync(stamp) && statSync(stamp).mtimeMs >= newest(path.join(repo, "src"))
+    ? "dist"
+    : "source (tsx)";
+}
 
 function have(tool: string): boolean {
   try {
@@ -382,6 +398,9 @@ async function measure(name: string, entry: Entry | Services, pids: number[]) {
 }
 
 const iperfPort = await freePort();
+const runsFrom = meridianRunsFrom();
+if (runsFrom !== "dist")
+  process.stderr.write("warning: dist/ is stale, gateways run from source; npm run build first\n");
 try {
   ensureTools();
   const backendProc = start(process.execPath, [
@@ -426,6 +445,7 @@ try {
     peer: execFileSync("haproxy", ["-v"], { encoding: "utf8" }).split("\n")[0],
     haproxyThreadsPerProcess: HAPROXY_THREADS ? Number(HAPROXY_THREADS) : os.cpus().length,
     meridianThreadsPerProcess: 1,
+    meridianRunsFrom: runsFrom,
     secondsPerPhase: SECONDS,
     idleConnections: IDLE,
     direct,
