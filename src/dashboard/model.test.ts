@@ -4,7 +4,14 @@ import type { Cluster } from "../api/meridian.js";
 import type { ServiceExport, ServiceImport } from "../api/mcs.js";
 import type { TrafficPolicy } from "../gateway/kube-routes.js";
 import { importedSlice } from "../api/fixtures.js";
-import { counterViews, dashboardView, policySummary, type ObservedMember } from "./model.js";
+import {
+  counterViews,
+  dashboardView,
+  policySummary,
+  reachabilityOf,
+  type ObservedClusterset,
+  type ObservedMember,
+} from "./model.js";
 
 const NOW = new Date("2026-11-22T10:00:00Z");
 const T = "2026-11-22T09:00:00Z";
@@ -327,7 +334,7 @@ describe("counterViews", () => {
   });
 });
 
-describe("reachability in the view", () => {
+describe("reachabilityOf", () => {
   const routed = (from: string, to: string) => ({
     clusterId: from,
     peers: [{ clusterId: to, available: true, probe: "healthy", consecutiveFailures: 0 }],
@@ -341,7 +348,7 @@ describe("reachability in the view", () => {
   });
 
   it("judges each member as `meridian explain` does, naming the first broken step and the fix", () => {
-    const v = dashboardView({
+    const observed: ObservedClusterset = {
       now: NOW,
       hub: { reachable: true, namespace: "meridian-system" },
       members: [
@@ -360,8 +367,8 @@ describe("reachability in the view", () => {
         }),
         member("south", { namespaces: ["default"] }),
       ],
-    });
-    const by = new Map(v.services[0]!.reachability.map((r) => [r.cluster, r]));
+    };
+    const by = new Map(reachabilityOf(observed, "shop", "cart").map((r) => [r.cluster, r]));
     assert.equal(by.get("north")!.reachable, true);
     assert.equal(by.get("west")!.reachable, false);
     assert.equal(by.get("west")!.problem!.check, "access");
@@ -371,16 +378,16 @@ describe("reachability in the view", () => {
   });
 
   it("leaves out members the dashboard cannot reach", () => {
-    const v = dashboardView({
+    const observed: ObservedClusterset = {
       now: NOW,
       hub: { reachable: true, namespace: "meridian-system" },
       members: [
         member("east", { exports: [exp("cart", valid)] }),
         member("west", { connection: { state: "unreachable", since: T, error: "timeout" } }),
       ],
-    });
+    };
     assert.deepEqual(
-      v.services[0]!.reachability.map((r) => r.cluster),
+      reachabilityOf(observed, "shop", "cart").map((r) => r.cluster),
       ["east"],
     );
   });

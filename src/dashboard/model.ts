@@ -146,7 +146,7 @@ function endpointsBySource(slices: V1EndpointSlice[]): EndpointsView[] {
   return [...bySource.values()].sort((a, b) => a.sourceCluster.localeCompare(b.sourceCluster));
 }
 
-function serviceHealth(s: Omit<ServiceView, "health" | "healthReason" | "reachability">): [Health, string] {
+function serviceHealth(s: Omit<ServiceView, "health" | "healthReason">): [Health, string] {
   if (s.exporters.length === 0)
     return ["unhealthy", "no cluster exports it any more; the imports are being withdrawn"];
   const valid = s.exporters.filter((e) => e.valid?.status === "True");
@@ -321,7 +321,16 @@ export function explainFrom(
   return explain(explainInput(indexMembers(observed.members), namespace, service, from));
 }
 
-function reachability(index: MemberIndex[], namespace: string, service: string): ReachabilityView[] {
+/**
+ * From every member the dashboard reaches: would a connection get through, and if not, where does
+ * the path break. Computed on request (a service's page), not for every service on every update.
+ */
+export function reachabilityOf(
+  observed: ObservedClusterset,
+  namespace: string,
+  service: string,
+): ReachabilityView[] {
+  const index = indexMembers(observed.members);
   return index
     .filter((m) => m.member.connection.state === "connected")
     .map(({ member }) => {
@@ -339,8 +348,7 @@ function servicesView(
   members: ObservedMember[],
   propagation: ObservedClusterset["propagation"],
 ): ServiceView[] {
-  const services = new Map<string, Omit<ServiceView, "health" | "healthReason" | "reachability">>();
-  const index = indexMembers(members);
+  const services = new Map<string, Omit<ServiceView, "health" | "healthReason">>();
   const entry = (key: string) => {
     let s = services.get(key);
     if (!s) {
@@ -376,7 +384,6 @@ function servicesView(
   return [...services.values()]
     .map((s) => {
       const [health, healthReason] = serviceHealth(s);
-      const reachable = reachability(index, s.namespace, s.name);
       const p = propagation?.get(serviceKey(s.namespace, s.name));
       return {
         ...s,
@@ -384,7 +391,6 @@ function servicesView(
         importers: s.importers.sort((a, b) => a.cluster.localeCompare(b.cluster)),
         health,
         healthReason,
-        reachability: reachable,
         ...(p ? { propagation: { lastSeconds: p.seconds, at: p.at } } : {}),
       };
     })

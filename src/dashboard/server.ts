@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import type { RestClient } from "../kube/rest.js";
 import { ClustersetCollector } from "./collector.js";
-import { dashboardView, explainFrom } from "./model.js";
+import { dashboardView, explainFrom, reachabilityOf } from "./model.js";
 import { INDEX_HTML, STYLES_CSS } from "./page.js";
 
 export interface DashboardOptions {
@@ -67,12 +67,17 @@ export async function startDashboard(opts: DashboardOptions): Promise<DashboardS
   let current = "";
   let pushTimer: NodeJS.Timeout | undefined;
   let lastPush = 0;
-  const pushInterval = opts.pushIntervalMs ?? 500;
+  let interval = opts.pushIntervalMs ?? 500;
   const render = (): string => JSON.stringify(dashboardView(collector.observe()));
   const push = (): void => {
     pushTimer = undefined;
-    lastPush = Date.now();
+    const started = performance.now();
     const next = render();
+    lastPush = Date.now();
+    // A large clusterset costs the server time and every browser bytes on each push: space pushes
+    // out to at most a fifth of the server's time and about 2 MB/s per browser.
+    const renderMs = performance.now() - started;
+    interval = Math.max(opts.pushIntervalMs ?? 500, 5 * renderMs, next.length / 2000);
     // The time stamp alone changing is no news.
     const comparable = next.slice(next.indexOf(",")); // after {"generatedAt":"…"
     if (comparable === current) return;
@@ -84,7 +89,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<DashboardS
     namespace: opts.namespace,
     log: opts.log,
     onChange: () => {
-      pushTimer ??= setTimeout(push, Math.max(50, pushInterval - (Date.now() - lastPush)));
+      pushTimer ??= setTimeout(push, Math.max(50, interval - (Date.now() - lastPush)));
     },
   });
   collector.start();
@@ -118,12 +123,18 @@ export async function startDashboard(opts: DashboardOptions): Promise<DashboardS
         send(200, "text/css; charset=utf-8", STYLES_CSS, { "cache-control": "no-cache" }),
       "/api/view": () => send(200, "application/json", render(), { "cache-control": "no-store" }),
       "/api/explain": () => {
-        const q = url.searchParams;
-        const [namespace, name, from] = [q.get("namespace"), q.get("name"), q.get("from")];
+        const [namespace, name, from] = ["namespace", "name", "from"].map((k) => url.searchParams.get(k));
         if (!namespace || !name || !from)
           return send(400, "text/plain", "/api/explain needs namespace, name and from (a cluster)\n");
         const explanation = explainFrom(collector.observe(), namespace, name, from);
         send(200, "application/json", JSON.stringify(explanation), { "cache-control": "no-store" });
+      },
+      "/api/reachability": () => {
+        const [namespace, name] = ["namespace", "name"].map((k) => url.searchParams.get(k));
+        if (!namespace || !name)
+          return send(400, "text/plain", "/api/reachability needs namespace and name\n");
+        const verdicts = reachabilityOf(collector.observe(), namespace, name);
+        send(200, "application/json", JSON.stringify(verdicts), { "cache-control": "no-store" });
       },
       "/api/events": () => {
         res.writeHead(200, {

@@ -443,11 +443,14 @@ function explanationPanel(sv: ServiceView, from: string): HTMLElement {
   return details;
 }
 
-function reachabilityTable(sv: ServiceView): HTMLElement {
+/** Last verdicts fetched per service: shown at once on a re-render, then refreshed. */
+const reachabilityCache = new Map<string, ReachabilityView[]>();
+
+function reachabilityRows(sv: ServiceView, verdicts: ReachabilityView[]): HTMLElement {
   return table(
     "Would a connection from each cluster get through? (the checks of meridian explain that the hub can see)",
     ["From", "Verdict", "Where it breaks", "What to do", ""],
-    sv.reachability.map((r: ReachabilityView) => [
+    verdicts.map((r) => [
       link(clusterHref(r.cluster), r.cluster),
       h(
         "span",
@@ -460,6 +463,31 @@ function reachabilityTable(sv: ServiceView): HTMLElement {
     ]),
     "The dashboard reaches no member to judge from.",
   );
+}
+
+/** Fetched for this service only, each time the page renders (every live update). */
+function reachabilitySection(sv: ServiceView): HTMLElement {
+  const key = `${sv.namespace}/${sv.name}`;
+  const cached = reachabilityCache.get(key);
+  const section = h(
+    "div",
+    { "data-testid": "reachability" },
+    cached ? reachabilityRows(sv, cached) : h("p", { class: "muted" }, "Checking from every cluster…"),
+  );
+  const q = new URLSearchParams({ namespace: sv.namespace, name: sv.name });
+  void fetch(`/api/reachability?${q.toString()}`)
+    .then(async (res) => (await res.json()) as ReachabilityView[])
+    .then((verdicts) => {
+      const unchanged = JSON.stringify(verdicts) === JSON.stringify(cached);
+      reachabilityCache.set(key, verdicts);
+      // Replacing unchanged rows would close open panels and move the keyboard focus.
+      if (!unchanged || !cached) section.replaceChildren(reachabilityRows(sv, verdicts));
+    })
+    .catch(() => {
+      if (!cached)
+        section.replaceChildren(empty("Could not ask the dashboard server; it may be restarting."));
+    });
+  return section;
 }
 
 function servicePage(v: DashboardView, namespace: string, name: string): Child[] {
@@ -519,7 +547,7 @@ function servicePage(v: DashboardView, namespace: string, name: string): Child[]
       "No cluster exports it any more.",
     ),
     h("h2", {}, "Reachable from"),
-    reachabilityTable(sv),
+    reachabilitySection(sv),
     h("h2", {}, "Imports and endpoints"),
     table(
       "What each importing cluster has, by source cluster",

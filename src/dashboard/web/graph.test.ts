@@ -27,7 +27,6 @@ function service(
     conflicts: [],
     health,
     healthReason: "",
-    reachability: [],
   };
 }
 

@@ -74,7 +74,10 @@ export interface ImporterView {
   routing: Array<{ port: number; targets: RouteShareView[] }>;
 }
 
-/** Whether a connection from one cluster would get through, as `meridian explain` judges it. */
+/**
+ * Whether a connection from one cluster would get through, as `meridian explain` judges it
+ * (GET /api/reachability, per service, for every member the dashboard reaches).
+ */
 export interface ReachabilityView {
   cluster: string;
   reachable: boolean;
@@ -108,8 +111,6 @@ export interface ServiceView {
   conflicts: Array<{ cluster: string; reason: string; message: string }>;
   health: Health;
   healthReason: string;
-  /** From every member the dashboard reaches. */
-  reachability: ReachabilityView[];
   /** Recent export-to-import propagation times, when the controller reports them. */
   propagation?: { lastSeconds: number; at: string };
 }
