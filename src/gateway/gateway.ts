@@ -36,7 +36,7 @@ import { routeKey } from "./routes.js";
 import type { PeerCertificateFacts, PeerIdentity } from "./trust.js";
 import { classifyPeer } from "./trust.js";
 import type { EarlyData } from "./tunnel.js";
-import { bridge, pipeBoth, skipStream } from "./tunnel.js";
+import { bridge, pipeBoth, readFrom, skipStream } from "./tunnel.js";
 
 export interface GatewayLimits {
   /** Proxied connections at once, per direction (default 20,000). */
@@ -817,60 +817,44 @@ function readOpen(
   buffered: Buffer,
   timeoutMs: number,
 ): Promise<{ request: OpenRequest; rest: Buffer } | undefined> {
-  return new Promise((resolve) => {
-    let buf: Buffer = buffered;
-    const done = (v: { request: OpenRequest; rest: Buffer } | undefined): void => {
-      clearTimeout(timer);
-      socket.off("data", onData);
-      socket.off("close", onClose);
-      socket.off("end", onClose);
-      socket.pause();
-      resolve(v);
-    };
-    const check = (): boolean => {
-      const r = decodeOpen(buf);
-      if (r.state === "incomplete" && buf.length < MAX_OPEN_LENGTH) return false;
-      done(r.state === "done" ? { request: r.value, rest: buf.subarray(r.consumed) } : undefined);
-      return true;
-    };
-    const onData = (chunk: Buffer): void => {
+  let buf: Buffer = Buffer.alloc(0);
+  return readFrom<{ request: OpenRequest; rest: Buffer } | undefined>(
+    socket,
+    buffered,
+    timeoutMs,
+    (chunk) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      check();
-    };
-    const onClose = (): void => done(undefined);
-    const timer = setTimeout(() => done(undefined), timeoutMs);
-    if (buf.length > 0 && check()) return;
-    socket.on("data", onData);
-    socket.once("close", onClose);
-    socket.once("end", onClose);
-    socket.resume();
-  });
+      const r = decodeOpen(buf);
+      if (r.state === "incomplete" && buf.length < MAX_OPEN_LENGTH) return { done: false };
+      return {
+        done: true,
+        value: r.state === "done" ? { request: r.value, rest: buf.subarray(r.consumed) } : undefined,
+      };
+    },
+    () => undefined,
+  );
 }
 
 /** Reads the one-byte reply to an OPEN; rejects on close or timeout. */
-function readReply(socket: TLSSocket, timeoutMs: number): Promise<{ status: ReplyStatusName; rest: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const done = (err: Error | undefined, v?: { status: ReplyStatusName; rest: Buffer }): void => {
-      clearTimeout(timer);
-      socket.off("data", onData);
-      socket.off("close", onClose);
-      socket.off("end", onClose);
-      socket.pause();
-      if (err) reject(err);
-      else resolve(v!);
-    };
-    const onData = (chunk: Buffer): void => {
+async function readReply(
+  socket: TLSSocket,
+  timeoutMs: number,
+): Promise<{ status: ReplyStatusName; rest: Buffer }> {
+  const reply = await readFrom<{ status: ReplyStatusName; rest: Buffer } | Error>(
+    socket,
+    Buffer.alloc(0),
+    timeoutMs,
+    (chunk) => {
       const status = REPLY_NAMES[chunk[0]!];
-      if (!status) return done(new Error(`bad reply byte ${chunk[0]}`));
-      done(undefined, { status, rest: chunk.subarray(1) });
-    };
-    const onClose = (): void => done(new Error("peer closed the connection"));
-    const timer = setTimeout(() => done(new Error("no reply from peer")), timeoutMs);
-    socket.on("data", onData);
-    socket.once("close", onClose);
-    socket.once("end", onClose);
-    socket.resume();
-  });
+      return {
+        done: true,
+        value: status ? { status, rest: chunk.subarray(1) } : new Error(`bad reply byte ${chunk[0]}`),
+      };
+    },
+    (why) => new Error(why === "closed" ? "peer closed the connection" : "no reply from peer"),
+  );
+  if (reply instanceof Error) throw reply;
+  return reply;
 }
 
 function connectTcp(e: Endpoint, timeoutMs: number): Promise<net.Socket> {

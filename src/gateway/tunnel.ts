@@ -371,6 +371,47 @@ export function pipeBoth(
   });
 }
 
+/** What a reader makes of the bytes so far: keep reading, or stop with a value. */
+export type ReadStep<T> = { done: false } | { done: true; value: T };
+
+/**
+ * Feeds what `socket` receives (after `buffered`) to `take` until it is done, or the socket ends,
+ * or `timeoutMs` passes: then `ended` says what to resolve with. Leaves the socket paused, without
+ * the listeners it added.
+ */
+export function readFrom<T>(
+  socket: TLSSocket,
+  buffered: Buffer,
+  timeoutMs: number,
+  take: (chunk: Buffer) => ReadStep<T>,
+  ended: (why: "closed" | "timeout") => T,
+): Promise<T> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (v: T): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.off("close", onClose);
+      socket.off("end", onClose);
+      socket.pause();
+      resolve(v);
+    };
+    const onData = (chunk: Buffer): void => {
+      const step = take(chunk);
+      if (step.done) done(step.value);
+    };
+    const onClose = (): void => done(ended("closed"));
+    const timer = setTimeout(() => done(ended("timeout")), timeoutMs);
+    socket.on("data", onData);
+    socket.once("close", onClose);
+    socket.once("end", onClose);
+    if (buffered.length > 0) onData(buffered);
+    if (!settled) socket.resume();
+  });
+}
+
 /**
  * Skips the frames of a refused stream up to its FIN (the client gateway sends one after any
  * refusal); resolves with the bytes after it (the next OPEN), or undefined on close, timeout or
@@ -381,31 +422,18 @@ export function skipStream(
   buffered: Buffer,
   timeoutMs: number,
 ): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
-    const decoder = new FrameDecoder();
-    let settled = false;
-    const done = (v: Buffer | undefined): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      tunnel.off("data", onData);
-      tunnel.off("close", onClose);
-      tunnel.off("end", onClose);
-      tunnel.pause();
-      resolve(v);
-    };
-    const onData = (chunk: Buffer): void => {
+  const decoder = new FrameDecoder();
+  return readFrom<Buffer | undefined>(
+    tunnel,
+    buffered,
+    timeoutMs,
+    (chunk) => {
       for (const ev of decoder.push(chunk)) {
-        if (ev.type === "error") return done(undefined);
-        if (ev.type === "fin") return done(ev.rest);
+        if (ev.type === "error") return { done: true, value: undefined };
+        if (ev.type === "fin") return { done: true, value: ev.rest };
       }
-    };
-    const onClose = (): void => done(undefined);
-    const timer = setTimeout(() => done(undefined), timeoutMs);
-    tunnel.on("data", onData);
-    tunnel.once("close", onClose);
-    tunnel.once("end", onClose);
-    if (buffered.length > 0) onData(buffered);
-    if (!settled) tunnel.resume();
-  });
+      return { done: false };
+    },
+    () => undefined,
+  );
 }
