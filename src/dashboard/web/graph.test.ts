@@ -156,6 +156,22 @@ describe("layoutGraph", () => {
     assert.equal(crossings(g, order), 0);
   });
 
+  it("keeps the exporters' side uncrossed when every service goes to every importer", () => {
+    const everyone = ["east", "north", "west"];
+    const g = flowGraph(
+      view(everyone, [
+        service("demo", "backend", ["east", "north"], everyone),
+        service("shop", "catalog", ["north"], everyone),
+        service("shop", "payments", ["east"], everyone),
+      ]),
+      all,
+    );
+    const layout = layoutGraph(g);
+    const order = new Map(layout.nodes.map((n) => [n.id, n.y]));
+    const exporterSide = { nodes: g.nodes, edges: g.edges.filter((e) => e.from.startsWith("exporter:")) };
+    assert.equal(crossings(exporterSide, order), 0);
+  });
+
   it("stays readable at 10 clusters × 100 services: folded to namespaces, a bounded canvas", () => {
     const clusters = Array.from({ length: 10 }, (_, i) => `cluster-${i}`);
     const services: ServiceView[] = [];

@@ -195,8 +195,10 @@ export function layoutGraph(graph: FlowGraph): Layout {
   const position = new Map<string, number>();
   const index = (col: FlowNode[]) => col.forEach((n, i) => position.set(n.id, i));
   columns.forEach(index);
+  // Ties keep their current order (the sort is stable): a column whose neighbours are all alike
+  // must not undo what the other side's sweep arranged.
   const sortBy = (col: FlowNode[], by: Map<string, number>) =>
-    col.sort((a, b) => by.get(a.id)! - by.get(b.id)! || a.label.localeCompare(b.label));
+    col.sort((a, b) => by.get(a.id)! - by.get(b.id)!);
   for (let sweep = 0; sweep < 4; sweep++) {
     sortBy(columns[1]!, barycenters(columns[1]!, left, position));
     index(columns[1]!);
