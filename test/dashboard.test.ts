@@ -74,7 +74,10 @@ before(async () => {
   page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(e.message));
-  after(() => assert.deepEqual(errors, [], "no script errors in the page"));
+  page.on("response", (r) => {
+    if (r.status() >= 400) errors.push(`${r.status()} for ${r.url()}`);
+  });
+  after(() => assert.deepEqual(errors, [], "no script errors and no failed requests in the page"));
 });
 
 after(async () => {

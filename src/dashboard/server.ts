@@ -46,7 +46,8 @@ const transpiled = new Map<string, { mtimeMs: number; code: string }>();
  * source transpiled on request (development through tsx, where dist/ may be stale).
  */
 async function script(name: string): Promise<string | undefined> {
-  if (!/^[a-z][a-z-]*\.js$/.test(name)) return undefined;
+  // Source maps exist only for the compiled files (the browser asks for them when it finds them).
+  if (!/^[a-z][a-z-]*\.js(\.map)?$/.test(name) || (FROM_SOURCE && name.endsWith(".map"))) return undefined;
   if (!FROM_SOURCE) return readFile(path.join(WEB_DIR, name), "utf8").catch(() => undefined);
   const file = path.join(WEB_DIR, name.replace(/\.js$/, ".ts"));
   const info = await stat(file).catch(() => undefined);
@@ -154,7 +155,10 @@ export async function startDashboard(opts: DashboardOptions): Promise<DashboardS
     if (!url.pathname.startsWith("/assets/")) return send(404, "text/plain", "not found\n");
     const code = await script(url.pathname.slice("/assets/".length));
     if (code === undefined) send(404, "text/plain", "not found\n");
-    else send(200, "text/javascript; charset=utf-8", code, { "cache-control": "no-cache" });
+    else {
+      const type = url.pathname.endsWith(".map") ? "application/json" : "text/javascript; charset=utf-8";
+      send(200, type, code, { "cache-control": "no-cache" });
+    }
   }
 
   await new Promise<void>((resolve, reject) => {
