@@ -140,11 +140,6 @@ async function newRecord(
   };
 }
 
-/** Ports of the kube-controller-managers are not recorded: they only serve health checks. */
-function kcmPortFile(paths: StatePaths, cluster: string): string {
-  return `${paths.clusterDir(cluster)}/kcm.port`;
-}
-
 /** Exclusive lock so that two `up`s never race on one state dir. */
 function acquireLock(paths: StatePaths): () => void {
   mkdirSync(paths.dir, { recursive: true });
@@ -376,9 +371,7 @@ async function ensureControlPlanes(
             },
           ]),
         );
-        const [kcmPort] = await freePorts(1);
-        writeSecretFile(kcmPortFile(paths, c.name), String(kcmPort));
-        const [exe, ...args] = kcmCommand(bins, c, paths, kcmPort!);
+        const [exe, ...args] = kcmCommand(bins, c, paths);
         startDetached({ executable: exe!, args, logFile: paths.logFile(kcmName), pidFile: kcmPid, env });
       }
       await waitHealthy(

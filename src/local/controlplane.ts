@@ -107,20 +107,16 @@ export function apiserverCommand(
 // PodDisruptionBudgets, HorizontalPodAutoscalers and Jobs. See ADR 5.
 const UNUSED_API_GROUPS = ["resource.k8s.io/v1", "flowcontrol.apiserver.k8s.io/v1"];
 
-export function kcmCommand(
-  bins: Binaries,
-  cluster: ClusterRecord,
-  paths: StatePaths,
-  kcmPort: number,
-): string[] {
+export function kcmCommand(bins: Binaries, cluster: ClusterRecord, paths: StatePaths): string[] {
   const pki = pkiFor(paths, cluster.name);
   return [
     bins.kubeControllerManager,
     `--kubeconfig=${kcmKubeconfigFile(paths, cluster.name)}`,
     "--leader-elect=false",
     `--controllers=${KCM_CONTROLLERS.join(",")}`,
-    "--bind-address=127.0.0.1",
-    `--secure-port=${kcmPort}`,
+    // No health endpoint: nothing here probes it, and a port picked free, then bound later, can be
+    // taken meanwhile, which would kill the controller manager at start.
+    "--secure-port=0",
     `--root-ca-file=${pki.caFile}`,
     `--service-account-private-key-file=${pki.serviceAccountKeyFile}`,
     "--use-service-account-credentials=false",

@@ -172,25 +172,31 @@ async function waitForMemberNamespaceGone(member: ClusterClient, log: (line: str
   }
 }
 
+/**
+ * Waits for the member's token controller to fill the controller identity's token Secret. That
+ * controller deletes a token Secret whose ServiceAccount it has not seen yet (its cache can lag the
+ * ServiceAccount just created), so a Secret that vanishes is created again.
+ */
 async function waitForToken(
   member: ClusterClient,
-  secretName: string,
+  secret: KubernetesObject,
 ): Promise<{ token: string; ca: string }> {
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
   for (;;) {
     const s = await member.read<V1Secret & KubernetesObject>({
       apiVersion: "v1",
       kind: "Secret",
-      metadata: { name: secretName, namespace: MEMBER_NAMESPACE },
+      metadata: { name: secret.metadata!.name!, namespace: MEMBER_NAMESPACE },
     });
     const token = s?.data?.["token"];
     if (token) return { token: Buffer.from(token, "base64").toString("utf8"), ca: s.data?.["ca.crt"] ?? "" };
     if (Date.now() > deadline) {
       throw new UserError(
-        `the member's token controller did not fill Secret ${MEMBER_NAMESPACE}/${secretName} within 30s; ` +
+        `the member's token controller did not fill Secret ${MEMBER_NAMESPACE}/${secret.metadata!.name!} within 60s; ` +
           `is kube-controller-manager running with the serviceaccount-token controller?`,
       );
     }
+    if (!s) await member.apply(secret, JOIN_FIELD_MANAGER);
     await sleep(100);
   }
 }
@@ -270,21 +276,18 @@ export async function join(opts: JoinOptions): Promise<Cluster> {
     } as KubernetesObject,
     JOIN_FIELD_MANAGER,
   );
-  const tokenSecret = `${CONTROLLER_IDENTITY}-token`;
-  await m.apply(
-    {
-      apiVersion: "v1",
-      kind: "Secret",
-      type: "kubernetes.io/service-account-token",
-      metadata: {
-        name: tokenSecret,
-        namespace: MEMBER_NAMESPACE,
-        labels: MANAGED_BY_MERIDIAN,
-        annotations: { "kubernetes.io/service-account.name": CONTROLLER_IDENTITY },
-      },
-    } as KubernetesObject,
-    JOIN_FIELD_MANAGER,
-  );
+  const tokenSecret = {
+    apiVersion: "v1",
+    kind: "Secret",
+    type: "kubernetes.io/service-account-token",
+    metadata: {
+      name: `${CONTROLLER_IDENTITY}-token`,
+      namespace: MEMBER_NAMESPACE,
+      labels: MANAGED_BY_MERIDIAN,
+      annotations: { "kubernetes.io/service-account.name": CONTROLLER_IDENTITY },
+    },
+  } as KubernetesObject;
+  await m.apply(tokenSecret, JOIN_FIELD_MANAGER);
   const { token, ca } = await waitForToken(m, tokenSecret);
 
   for (const [name, value] of [
