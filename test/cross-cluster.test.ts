@@ -180,6 +180,44 @@ describe("cross-cluster traffic through the gateways", () => {
     });
   });
 
+  it("lets in only the allowed namespace of a consumer cluster, by the client pod's address", async () => {
+    const ns = await testNamespace(cs, ["west", "east", "north"]);
+    const other = await testNamespace(cs, ["west"]);
+    await whereamiIn("east", ns, "ledger");
+    await exportFrom("east", ns, "ledger", { [ANNOTATION_ALLOWED_CLUSTERS]: `west/${ns}` });
+    const fromPodIn = async (namespace: string) => {
+      const url = `http://ledger.${ns}.svc.clusterset.local:${PORT}/`;
+      const res = await meridian(["run", "west", "-n", namespace, "--", "curl", "-s", "-m", "3", url], {
+        stateDir: cs.stateDir,
+      });
+      return res.code === 0 ? (JSON.parse(res.stdout) as { cluster: string }).cluster : undefined;
+    };
+    await eventually("a pod in the allowed namespace is let in", async () =>
+      (await fromPodIn(ns)) === "east" ? true : undefined,
+    );
+    assert.equal(await fromPodIn(other), undefined, `a pod in ${other} must be refused`);
+    assert.equal(await answeredBy("west", ns, "ledger"), undefined, "the node is in no namespace: refused");
+    assert.equal(await answeredBy("north", ns, "ledger"), undefined, "north is not listed at all");
+    await eventually("the refusal of the other namespace in east's gateway log", () => {
+      const log = readFileSync(cs.paths.logFile("east-gateway"), "utf8");
+      return log
+        .split("\n")
+        .some(
+          (l) => l.includes("access denied") && l.includes(`"namespace":"${other}"`) && l.includes("west"),
+        )
+        ? true
+        : undefined;
+    });
+    const explained = await meridian(["explain", "ledger", "-n", ns, "--from", "west", "-o", "json"], {
+      stateDir: cs.stateDir,
+    });
+    const access = (
+      JSON.parse(explained.stdout) as { steps: Array<{ check: string; status: string; detail: string }> }
+    ).steps.find((x) => x.check === "access")!;
+    assert.equal(access.status, "warn");
+    assert.equal(access.detail, `east lets in clients of west in ${ns} only`);
+  });
+
   it("meridian status shows each member's routing; a flat-mode service has no gateway in its path", async () => {
     const ns = await testNamespace(cs, ["west", "east"]);
     await whereamiIn("east", ns, "routed");

@@ -15,6 +15,7 @@ import {
 } from "../api/mcs.js";
 import { MEMBER_NAMESPACE } from "../api/meridian.js";
 import { explain, type ExplainInput, type Explanation, type MemberObservation } from "../explain/explain.js";
+import { allowedItems } from "../gateway/access.js";
 import { ANNOTATION_ALLOWED_CLUSTERS, ANNOTATION_MODE } from "../gateway/kube-routes.js";
 import { parseGatewayStatus, STATUS_CONFIGMAP } from "../gateway/kube-status.js";
 import type { ClusterClient } from "../kube/client.js";
@@ -59,10 +60,7 @@ async function observeMember(
               ),
               ...(allowed !== undefined
                 ? {
-                    allowedClusters: allowed
-                      .split(",")
-                      .map((c) => c.trim())
-                      .filter(Boolean),
+                    allowedClusters: allowedItems(allowed),
                   }
                 : {}),
             },

@@ -13,6 +13,7 @@ import type { IdentitySource } from "../gateway/identity.js";
 import { FileIdentity, RenewingIdentity, splitPems } from "../gateway/identity.js";
 import { KubernetesRoutingSource } from "../gateway/kube-routes.js";
 import { gatewayStatusPublisher } from "../gateway/kube-status.js";
+import { PodNamespaceSource } from "../gateway/source-namespaces.js";
 import { JsonFileRoutingSource, type RoutingSource } from "../gateway/routes.js";
 import { loadCredentials } from "../kube/credentials.js";
 import { RestClient } from "../kube/rest.js";
@@ -39,6 +40,8 @@ interface RunOptions {
   context?: string;
   apiSocket?: string;
   serveClusterSetIps?: boolean;
+  /** commander's negation of --no-source-namespaces */
+  sourceNamespaces: boolean;
   accessDefault: string;
   readyFile?: string;
   cert?: string;
@@ -130,6 +133,7 @@ function routingSource(o: RunOptions, log: Logger, member: RestClient | undefine
     listenOn: o.serveClusterSetIps ? "cluster-set-ip" : "gateway-port",
     accessDefault: o.accessDefault,
     onError: (message) => log.error({ err: message }, "peer list rejected; keeping the last good one"),
+    onProblem: (message) => log.warn({ problem: message }, "routing narrowed"),
   });
 }
 
@@ -150,6 +154,9 @@ async function run(o: RunOptions): Promise<void> {
   const member = o.routesFromCluster ? await memberRestClient(o) : undefined;
   const routes = routingSource(o, log, member);
   await routes.start();
+  // Clients' namespaces by pod address, for exporters' namespace-scoped allow lists.
+  const sourceNamespaces = member && o.sourceNamespaces ? new PodNamespaceSource(member) : undefined;
+  await sourceNamespaces?.start();
   const gateway = new Gateway({
     clusterId: o.clusterId,
     locality: { ...(o.region ? { region: o.region } : {}), ...(o.zone ? { zone: o.zone } : {}) },
@@ -158,6 +165,7 @@ async function run(o: RunOptions): Promise<void> {
     peerListen: peer,
     localListenHost: o.listenLocal,
     ...(o.serveClusterSetIps ? { prepareListenHost: addLocalAddress } : {}),
+    ...(sourceNamespaces ? { sourceNamespaces } : {}),
     limits: {
       maxConnections: Number(o.maxConnections),
       idleTimeoutMs: seconds(o.idleTimeout, "--idle-timeout"),
@@ -207,6 +215,7 @@ async function run(o: RunOptions): Promise<void> {
     log.info({ signal }, "draining");
     void gateway.stop(seconds(o.drainTimeout, "--drain-timeout")).then(async () => {
       routes.stop();
+      sourceNamespaces?.stop();
       publisher?.stop();
       stats?.stop();
       await metrics?.close();
@@ -246,6 +255,10 @@ export function registerGatewayCommands(program: Command): void {
     .option(
       "--serve-cluster-set-ips",
       "answer on each import's ClusterSetIP (added to lo): the local clusterset's kube-proxy stand-in",
+    )
+    .option(
+      "--no-source-namespaces",
+      "with --routes-from-cluster: do not watch pods to tell peers which namespace a client is in (exporters' cluster/namespace allow entries then refuse)",
     )
     .option("--access-default <allow|deny>", "exports without an allow list: who may consume them", "allow")
     .option("--ready-file <path>", "create this file once serving")

@@ -11,6 +11,7 @@ import {
   type ServiceExport,
   type ServiceImport,
 } from "../api/mcs.js";
+import { allowedItems } from "../gateway/access.js";
 import { ANNOTATION_ALLOWED_CLUSTERS, ANNOTATION_MODE, type TrafficPolicy } from "../gateway/kube-routes.js";
 import type { GatewayStatusReport } from "../gateway/kube-status.js";
 import type { FailoverTier } from "../gateway/policy.js";
@@ -186,16 +187,10 @@ function exporterView(m: ObservedMember, exp: ServiceExport): ExporterView {
     ...(valid ? { valid } : {}),
     ...(ready ? { ready } : {}),
     ...(conflict ? { conflict } : {}),
-    ...(allowed !== undefined ? { allowedClusters: splitList(allowed) } : {}),
+    ...(allowed !== undefined ? { allowedClusters: allowedItems(allowed) } : {}),
     flat: exp.spec?.exportedAnnotations?.[ANNOTATION_MODE] === "flat",
   };
 }
-
-const splitList = (text: string): string[] =>
-  text
-    .split(",")
-    .map((c) => c.trim())
-    .filter((c) => c !== "");
 
 function groupByKey<T>(items: T[], keyOf: (item: T) => string): Map<string, T[]> {
   const groups = new Map<string, T[]>();

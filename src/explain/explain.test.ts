@@ -135,6 +135,19 @@ describe("explain", () => {
     assert.equal(step(partly, "access").status, "warn");
   });
 
+  it("warns, without failing, when an exporter lets in only some namespaces of the consumer", () => {
+    const scoped = healthy();
+    scoped.members[1] = exporter("east", ["north", "west/web", "west/api"]);
+    const s = step(scoped, "access");
+    assert.equal(s.status, "warn");
+    assert.equal(s.detail, "east lets in clients of west in web, api only");
+    assert.equal(s.hint, "connect from a pod in an allowed namespace of west");
+    assert.equal(explain(scoped).reachable, true);
+    const typo = healthy();
+    typo.members[1] = exporter("east", ["West"]);
+    assert.equal(step(typo, "access").status, "fail", "a malformed item allows nobody");
+  });
+
   it("fails on a wrong DNS answer and on a gateway with no usable cluster, naming the peers down", () => {
     const dns = healthy();
     dns.dns = { answers: ["10.96.9.9"] };

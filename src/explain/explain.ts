@@ -5,6 +5,7 @@
  * consuming gateway's routing and peers, and a live connection. This module is the pure verdict
  * over what was observed; `src/cli/explain.ts` observes.
  */
+import { accessOfCluster, parseAllowedConsumers } from "../gateway/access.js";
 import type { GatewayStatusReport } from "../gateway/kube-status.js";
 
 export type StepStatus = "ok" | "warn" | "fail" | "skipped";
@@ -30,7 +31,7 @@ export interface MemberObservation {
   hasService: boolean;
   serviceExport?: {
     conditions: Record<string, Condition>;
-    /** From `gateway.meridian.dev/allowed-clusters`; undefined: anyone (the default). */
+    /** The items of `gateway.meridian.dev/allowed-clusters`; undefined: anyone (the default). */
     allowedClusters?: string[];
   };
 }
@@ -214,26 +215,39 @@ function dnsStep(input: ExplainInput): ExplainStep {
 function accessStep(input: ExplainInput): ExplainStep {
   const withEndpoints = new Set(input.endpoints.filter((e) => e.ready > 0).map((e) => e.cluster));
   // A cluster's own endpoints are reached directly, not through its gateway's access check.
-  const refusing = input.members.filter(
-    (m) =>
-      m.cluster !== input.from &&
-      m.serviceExport?.allowedClusters &&
-      !m.serviceExport.allowedClusters.includes(input.from),
-  );
-  if (refusing.length === 0)
+  const restricting = input.members.flatMap((m) => {
+    const items = m.serviceExport?.allowedClusters;
+    if (m.cluster === input.from || !items) return [];
+    const access = accessOfCluster(parseAllowedConsumers(items).entries, input.from);
+    return access === "all" ? [] : [{ cluster: m.cluster, items, access }];
+  });
+  const refusing = restricting.filter((r) => r.access === "none");
+  const scoped = restricting.flatMap((r) => (r.access === "none" ? [] : [{ ...r, namespaces: r.access }]));
+  if (restricting.length === 0)
     return { check: "access", status: "ok", detail: `no exporter restricts ${input.from}` };
   const refusingWithEndpoints = refusing.filter((m) => withEndpoints.has(m.cluster));
   const allRefuse = [...withEndpoints].every((c) => refusing.some((m) => m.cluster === c));
+  const details = [
+    ...(refusing.length > 0
+      ? [
+          `${list(refusing.map((m) => m.cluster))} ${refusing.length === 1 ? "refuses" : "refuse"} ${input.from} (allowed: ${refusing
+            .map((m) => `${m.cluster}: ${list(m.items)}`)
+            .join("; ")})`,
+        ]
+      : []),
+    // Which namespace a client is in is only known per connection, so this can only warn.
+    ...scoped.map((m) => `${m.cluster} lets in clients of ${input.from} in ${list(m.namespaces)} only`),
+  ];
   return {
     check: "access",
     status: allRefuse && withEndpoints.size > 0 ? "fail" : "warn",
-    detail: `${list(refusing.map((m) => m.cluster))} ${refusing.length === 1 ? "refuses" : "refuse"} ${input.from} (allowed: ${refusing
-      .map((m) => `${m.cluster}: ${list(m.serviceExport!.allowedClusters!)}`)
-      .join("; ")})`,
+    detail: details.join("; "),
     hint:
       refusingWithEndpoints.length > 0
-        ? `add ${input.from} to gateway.meridian.dev/allowed-clusters on the ServiceExport in ${list(refusingWithEndpoints.map((m) => m.cluster))}`
-        : undefined,
+        ? `add ${input.from} to gateway.meridian.dev/allowed-clusters on the ServiceExport in ${list(refusingWithEndpoints.map((m) => m.cluster))} (or ${input.from}/<namespace>, for one namespace of it)`
+        : scoped.length > 0
+          ? `connect from a pod in an allowed namespace of ${input.from}`
+          : undefined,
   };
 }
 

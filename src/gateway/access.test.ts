@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decideAccess } from "./access.js";
+import { accessOfCluster, allowedItems, decideAccess, parseAllowedConsumers } from "./access.js";
 
 const from = (clusterId: string, namespace?: string) => ({
   clusterset: "cs",
@@ -37,5 +37,34 @@ describe("decideAccess", () => {
     assert.equal(decideAccess(from("eu-1", "shop"), rule, "deny").allowed, true);
     assert.equal(decideAccess(from("eu-1", "other"), rule, "deny").allowed, false);
     assert.equal(decideAccess(from("eu-1"), rule, "allow").allowed, false);
+  });
+});
+
+describe("allow lists as written on a ServiceExport", () => {
+  it("reads clusters, cluster/namespace pairs and *, grouping a cluster's namespaces", () => {
+    const items = allowedItems(" eu-1, eu-2/web ,, eu-2/api, */monitoring, eu-1 ");
+    assert.deepEqual(items, ["eu-1", "eu-2/web", "eu-2/api", "*/monitoring", "eu-1"]);
+    assert.deepEqual(parseAllowedConsumers(items), {
+      entries: [
+        { cluster: "eu-1" },
+        { cluster: "eu-2", namespaces: ["web", "api"] },
+        { cluster: "*", namespaces: ["monitoring"] },
+      ],
+      invalid: [],
+    });
+  });
+
+  it("returns malformed items as invalid, allowing nothing through them", () => {
+    const { entries, invalid } = parseAllowedConsumers(["EU-1", "eu-2/web/x", "eu-3/", "eu-4/Web", "ok"]);
+    assert.deepEqual(invalid, ["EU-1", "eu-2/web/x", "eu-3/", "eu-4/Web"]);
+    assert.deepEqual(entries, [{ cluster: "ok" }]);
+  });
+
+  it("tells what a cluster may reach: all of it, some namespaces, or nothing", () => {
+    const { entries } = parseAllowedConsumers(["eu-1", "eu-2/web", "*/monitoring"]);
+    assert.equal(accessOfCluster(entries, "eu-1"), "all");
+    assert.deepEqual(accessOfCluster(entries, "eu-2"), ["web", "monitoring"]);
+    assert.deepEqual(accessOfCluster(entries, "us-1"), ["monitoring"]);
+    assert.equal(accessOfCluster([{ cluster: "eu-1" }], "us-1"), "none");
   });
 });

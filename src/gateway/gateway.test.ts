@@ -265,6 +265,33 @@ describe("refusals", () => {
     assert.equal(pay.connections, 3);
   });
 
+  it("lets a cluster/namespace entry in only clients its gateway places in that namespace", async () => {
+    const pay = await backend("payments");
+    const b = await gateway(
+      "pay",
+      exporting("shop/payments", [pay], [{ cluster: "eu-1", namespaces: ["web"] }]),
+    );
+    // Every test client is 127.0.0.1: what differs is which namespace each gateway says it is in.
+    const placedIn = (namespace: string) => ({ sourceNamespaces: { namespaceOf: () => namespace } });
+    const web = await gateway("eu-1", importing("shop/payments", [b]), placedIn("web"));
+    const batch = await gateway("eu-1", importing("shop/payments", [b]), placedIn("batch"));
+    const unknown = await gateway("eu-1", importing("shop/payments", [b]));
+    const elsewhere = await gateway("eu-2", importing("shop/payments", [b]), placedIn("web"));
+    assert.deepEqual(await tally(web.port("shop/payments:80"), 2), { payments: 2 });
+    assert.deepEqual(await tally(batch.port("shop/payments:80"), 1), { "": 1 });
+    assert.deepEqual(
+      await tally(unknown.port("shop/payments:80"), 1),
+      { "": 1 },
+      "no namespace: fails closed",
+    );
+    assert.deepEqual(await tally(elsewhere.port("shop/payments:80"), 1), { "": 1 });
+    assert.equal(
+      await b.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "access-denied" }),
+      3,
+    );
+    assert.equal(pay.connections, 2);
+  });
+
   it("honours a deny default for exports without an allow list", async () => {
     const svc = await backend("east");
     const b = await gateway("east", { ...exporting("shop/closed", [svc]), accessDefault: "deny" });

@@ -33,6 +33,7 @@ import type {
   RoutingTable,
 } from "./routes.js";
 import { routeKey } from "./routes.js";
+import type { SourceNamespaces } from "./source-namespaces.js";
 import type { PeerCertificateFacts, PeerIdentity } from "./trust.js";
 import { classifyPeer } from "./trust.js";
 import type { EarlyData } from "./tunnel.js";
@@ -67,6 +68,11 @@ export interface GatewayOptions {
   localListenHost: string;
   /** Makes a route's own `listenHost` an address of this host before listening on it. */
   prepareListenHost?: (host: string) => Promise<void>;
+  /**
+   * The namespace of a local client, by its address (a pod of this cluster), sent to the peer for
+   * namespace-scoped access rules; unknown addresses send none, and such rules then refuse.
+   */
+  sourceNamespaces?: SourceNamespaces;
   limits?: Partial<GatewayLimits>;
   pool?: Partial<PoolOptions>;
   probe?: Partial<ProbeOptions>;
@@ -578,7 +584,14 @@ export class Gateway {
   ): Promise<"done" | "not-opened"> {
     const connector = this.connectors.get(clusterId);
     if (!connector) return "not-opened";
-    const open = encodeOpen({ kind: "connect", service: route.service, port: route.port });
+    const sourceNamespace =
+      client.remoteAddress && this.o.sourceNamespaces?.namespaceOf(client.remoteAddress);
+    const open = encodeOpen({
+      kind: "connect",
+      service: route.service,
+      port: route.port,
+      ...(sourceNamespace ? { sourceNamespace } : {}),
+    });
     // A warm connection the peer has just closed is not the peer's fault: one redial is free.
     for (let round = 0; round < 2; round++) {
       let tunnel: TLSSocket;
@@ -741,8 +754,10 @@ export class Gateway {
     socket: TLSSocket,
     req: OpenRequest,
     rest: Buffer,
-    source: PeerIdentity,
+    peer: PeerIdentity,
   ): Promise<Buffer | undefined> {
+    // The cluster is the certificate's; the namespace is that cluster's gateway's word about its own client.
+    const source: PeerIdentity = req.sourceNamespace ? { ...peer, namespace: req.sourceNamespace } : peer;
     const route = this.exports.get(routeKey(req.service, req.port));
     const labelService = `${req.service}:${req.port}`;
     if (!route) return this.refuseStream(socket, req, rest, "unknownService");

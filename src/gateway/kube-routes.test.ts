@@ -159,6 +159,25 @@ describe("routingTableFrom", () => {
     ]);
   });
 
+  it("reads cluster/namespace items of the allow list, and names the ServiceExport of a malformed one", () => {
+    const svc: V1Service = { metadata: { name: "cart", namespace: "shop" }, spec: { ports: [{ port: 80 }] } };
+    const exp = {
+      metadata: {
+        name: "cart",
+        namespace: "shop",
+        annotations: { [ANNOTATION_ALLOWED_CLUSTERS]: "north/web, north/api, East/x" },
+      },
+      spec: {},
+    } as ServiceExport & KubernetesObject;
+    const problems: string[] = [];
+    const table = routingTableFrom(state({ services: [svc], serviceExports: [exp] }), problems);
+    assert.deepEqual(table.exports[0]!.allow, [{ cluster: "north", namespaces: ["web", "api"] }]);
+    assert.deepEqual(problems, [
+      'ServiceExport shop/cart: gateway.meridian.dev/allowed-clusters has "East/x", which allow nothing ' +
+        "(write a cluster ID, cluster/namespace, or * for every cluster)",
+    ]);
+  });
+
   it("drops this cluster from the peers", () => {
     const peers = [
       { clusterId: "west", host: "172.31.0.11", port: 15443 },

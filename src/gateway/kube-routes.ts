@@ -19,6 +19,7 @@ import { portRef } from "../controller/ports.js";
 import { Reflector } from "../kube/reflector.js";
 import { Resources, type RestClient } from "../kube/rest.js";
 import type { AccessDefault, AccessEntry } from "./access.js";
+import { allowedItems, parseAllowedConsumers } from "./access.js";
 import type { TrafficPolicySpec } from "./policy.js";
 import type {
   Endpoint,
@@ -33,7 +34,10 @@ import { validateRoutingTable } from "./routes.js";
 /** The ConfigMap (in `meridian-system`) where the controller lists every member's gateway. */
 export const PEERS_CONFIGMAP = "meridian-gateway-peers";
 export const PEERS_KEY = "peers.json";
-/** On a ServiceExport: the cluster IDs that may consume it (comma-separated); absent: the default. */
+/**
+ * On a ServiceExport: who may consume it, comma-separated: a cluster ID (all of that cluster),
+ * `cluster/namespace` (clients in that namespace only) or `*`; absent: the clusterset default.
+ */
 export const ANNOTATION_ALLOWED_CLUSTERS = "gateway.meridian.dev/allowed-clusters";
 /**
  * On a ServiceImport (set it through the ServiceExport's `spec.exportedAnnotations`): `flat` keeps
@@ -161,24 +165,31 @@ function withoutServiceRef(spec: TrafficPolicy["spec"]): TrafficPolicySpec {
   return rest;
 }
 
-function allowList(exp: ServiceExport & KubernetesObject): AccessEntry[] | undefined {
+function allowList(exp: ServiceExport & KubernetesObject, problems: string[]): AccessEntry[] | undefined {
   const raw = exp.metadata?.annotations?.[ANNOTATION_ALLOWED_CLUSTERS];
   if (raw === undefined) return undefined;
-  return raw
-    .split(",")
-    .map((c) => c.trim())
-    .filter((c) => c !== "")
-    .map((cluster) => ({ cluster }));
+  const { entries, invalid } = parseAllowedConsumers(allowedItems(raw));
+  if (invalid.length > 0)
+    problems.push(
+      `ServiceExport ${key(exp.metadata?.namespace, exp.metadata?.name)}: ${ANNOTATION_ALLOWED_CLUSTERS} ` +
+        `has ${invalid.map((i) => `"${i}"`).join(", ")}, which allow nothing ` +
+        `(write a cluster ID, cluster/namespace, or * for every cluster)`,
+    );
+  return entries;
 }
 
-function exportRoutes(state: MemberRoutingState, ownSlices: Map<string, V1EndpointSlice[]>): ExportRoute[] {
+function exportRoutes(
+  state: MemberRoutingState,
+  ownSlices: Map<string, V1EndpointSlice[]>,
+  problems: string[],
+): ExportRoute[] {
   const services = new Map([...state.services].map((s) => [key(s.metadata?.namespace, s.metadata?.name), s]));
   const routes: ExportRoute[] = [];
   for (const exp of state.serviceExports) {
     const service = key(exp.metadata?.namespace, exp.metadata?.name);
     const svc = services.get(service);
     if (!svc) continue;
-    const allow = allowList(exp);
+    const allow = allowList(exp, problems);
     for (const port of svc.spec?.ports ?? []) {
       if ((port.protocol ?? "TCP") !== "TCP") continue;
       const target = typeof port.targetPort === "number" ? port.targetPort : undefined;
@@ -193,8 +204,11 @@ function exportRoutes(state: MemberRoutingState, ownSlices: Map<string, V1Endpoi
   return routes.sort((a, b) => `${a.service}:${a.port}`.localeCompare(`${b.service}:${b.port}`));
 }
 
-/** The routing table of one member's gateway, from that member's objects alone. */
-export function routingTableFrom(state: MemberRoutingState): RoutingTable {
+/**
+ * The routing table of one member's gateway, from that member's objects alone. What it had to
+ * leave out or narrow goes to `problems`, one line per object, naming it.
+ */
+export function routingTableFrom(state: MemberRoutingState, problems: string[] = []): RoutingTable {
   const slices = [...state.endpointSlices];
   const mcsSlices = groupBy(slices, (s) => {
     const name = s.metadata?.labels?.[LABEL_SERVICE_NAME];
@@ -209,7 +223,7 @@ export function routingTableFrom(state: MemberRoutingState): RoutingTable {
   return {
     peers: state.peers.filter((p) => p.clusterId !== state.clusterId),
     imports: importRoutes(state, mcsSlices),
-    exports: exportRoutes(state, ownSlices),
+    exports: exportRoutes(state, ownSlices, problems),
     ...(state.accessDefault ? { accessDefault: state.accessDefault } : {}),
   };
 }
@@ -234,6 +248,8 @@ export interface KubernetesRoutingSourceOptions {
   accessDefault?: AccessDefault;
   /** Told about a peers ConfigMap it cannot use (the last good peers are kept). */
   onError?: (message: string) => void;
+  /** Told once about each object the table had to leave out or narrow, while it stays so. */
+  onProblem?: (message: string) => void;
   /** Coalesces bursts of events into one table (ms). */
   debounceMs?: number;
 }
@@ -248,6 +264,7 @@ export class KubernetesRoutingSource implements RoutingSource {
   private readonly listeners = new Set<(table: RoutingTable) => void>();
   private table: RoutingTable = { peers: [], imports: [], exports: [] };
   private peers: PeerGateway[] = [];
+  private problems = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private started = false;
 
@@ -314,17 +331,23 @@ export class KubernetesRoutingSource implements RoutingSource {
     if (parsed.error)
       this.opts.onError?.(`ConfigMap ${MEMBER_NAMESPACE}/${PEERS_CONFIGMAP}: ${parsed.error}`);
     else this.peers = parsed.peers;
-    this.table = routingTableFrom({
-      clusterId: this.opts.clusterId,
-      serviceImports: this.imports.values(),
-      endpointSlices: this.slices.values(),
-      serviceExports: this.exports.values(),
-      services: this.services.values(),
-      trafficPolicies: this.policies.values(),
-      peers: this.peers,
-      listenOn: this.opts.listenOn,
-      ...(this.opts.accessDefault ? { accessDefault: this.opts.accessDefault } : {}),
-    });
+    const problems: string[] = [];
+    this.table = routingTableFrom(
+      {
+        clusterId: this.opts.clusterId,
+        serviceImports: this.imports.values(),
+        endpointSlices: this.slices.values(),
+        serviceExports: this.exports.values(),
+        services: this.services.values(),
+        trafficPolicies: this.policies.values(),
+        peers: this.peers,
+        listenOn: this.opts.listenOn,
+        ...(this.opts.accessDefault ? { accessDefault: this.opts.accessDefault } : {}),
+      },
+      problems,
+    );
+    for (const p of problems) if (!this.problems.has(p)) this.opts.onProblem?.(p);
+    this.problems = new Set(problems);
     for (const l of this.listeners) l(this.table);
   }
 }

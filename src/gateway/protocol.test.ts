@@ -24,6 +24,32 @@ describe("OPEN header", () => {
     assert.equal(decodeOpen(probe).state, "done");
   });
 
+  it("carries the client's namespace in a version 3 OPEN, prefixes incomplete", () => {
+    const bytes = encodeOpen({
+      kind: "connect",
+      service: "shop/payments",
+      port: 8443,
+      sourceNamespace: "web",
+    });
+    assert.deepEqual(decodeOpen(Buffer.concat([bytes, Buffer.from("early")])), {
+      state: "done",
+      value: { kind: "connect", service: "shop/payments", port: 8443, version: 3, sourceNamespace: "web" },
+      consumed: bytes.length,
+    });
+    for (let i = 0; i < bytes.length; i++)
+      assert.equal(decodeOpen(bytes.subarray(0, i)).state, "incomplete", `prefix ${i}`);
+  });
+
+  it("refuses a source namespace that is not a DNS label, on either side", () => {
+    assert.throws(
+      () => encodeOpen({ kind: "connect", service: "a/b", port: 1, sourceNamespace: "Web/x" }),
+      /bad source namespace "Web\/x"/,
+    );
+    const bytes = encodeOpen({ kind: "connect", service: "a/b", port: 1, sourceNamespace: "web" });
+    bytes[bytes.length - 1] = "/".charCodeAt(0);
+    assert.deepEqual(decodeOpen(bytes), { state: "error", message: "bad source namespace" });
+  });
+
   it("leaves the bytes after the header for the stream", () => {
     const bytes = Buffer.concat([
       encodeOpen({ kind: "connect", service: "a/b", port: 1 }),

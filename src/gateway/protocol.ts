@@ -7,6 +7,7 @@
  *
  *   client gateway                              server gateway
  *   OPEN  "MRDN" v2 kind port len name   ──▶
+ *         (v3: then len namespace)
  *   DATA ... [FIN]  (early: not waiting) ──▶
  *                                        ◀──   REPLY status(1)  (after the upstream is connected)
  *   DATA  0x00 len(u32) bytes            ◀─▶   DATA ...
@@ -20,13 +21,19 @@
  * the connection carries the next OPEN. Version 1 OPENs (no early data, no FIN after a refusal)
  * are still served.
  *
- * The source cluster is never in the header: it is the client certificate's identity.
+ * Version 3 is version 2 plus the client's namespace, when the client gateway knows it (from the
+ * client pod's address in its own cluster). The source cluster is never in the header: it is the
+ * client certificate's identity, and the namespace is believed only as that cluster's gateway's
+ * word about its own cluster. A v2 OPEN is still written when the namespace is unknown, so a
+ * gateway that has not been upgraded yet keeps serving those.
  */
 
 export const MAGIC = Buffer.from("MRDN", "ascii");
 export const VERSION = 2;
-/** Versions a server gateway accepts: 1 (no early data) and 2. */
-const VERSIONS = new Set([1, 2]);
+/** The version of an OPEN that names the client's namespace. */
+export const VERSION_WITH_NAMESPACE = 3;
+/** Versions a server gateway accepts: 1 (no early data), 2, and 3 (2 plus the source namespace). */
+const VERSIONS = new Set([1, 2, 3]);
 
 export type OpenKind = "connect" | "probe";
 const KIND_CODES: Record<OpenKind, number> = { connect: 1, probe: 2 };
@@ -36,7 +43,15 @@ export interface OpenRequest {
   /** `namespace/name` of the multi-cluster service; empty for probes. */
   service: string;
   port: number;
-  /** Wire version of a decoded OPEN (2 unless the peer is older); encodeOpen always writes VERSION. */
+  /**
+   * The client's namespace in the client gateway's cluster, when that gateway knows it. Only
+   * access control reads it, and only for namespace-scoped allow entries.
+   */
+  sourceNamespace?: string;
+  /**
+   * Wire version of a decoded OPEN (2 or 3 unless the peer is older); encodeOpen writes 3 when
+   * there is a source namespace and 2 otherwise.
+   */
   version?: number;
 }
 
@@ -58,7 +73,7 @@ export const REPLY_NAMES: Record<number, ReplyStatusName> = Object.fromEntries(
 
 const LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const HEADER_FIXED = MAGIC.length + 1 + 1 + 2 + 1;
-export const MAX_OPEN_LENGTH = HEADER_FIXED + 255;
+export const MAX_OPEN_LENGTH = HEADER_FIXED + 255 + 1 + 63;
 
 /** `namespace/name`, each part a DNS label (Kubernetes Service and Namespace names are). */
 export function isServiceKey(s: string): boolean {
@@ -71,14 +86,20 @@ export function encodeOpen(req: OpenRequest): Buffer {
     throw new Error(`bad service key "${req.service}"`);
   if (!Number.isInteger(req.port) || req.port < 0 || req.port > 65535)
     throw new Error(`bad port ${req.port}`);
+  const ns = req.sourceNamespace;
+  if (ns !== undefined && !LABEL.test(ns)) throw new Error(`bad source namespace "${ns}"`);
   const name = Buffer.from(req.service, "ascii");
-  const out = Buffer.alloc(HEADER_FIXED + name.length);
+  const out = Buffer.alloc(HEADER_FIXED + name.length + (ns === undefined ? 0 : 1 + ns.length));
   MAGIC.copy(out, 0);
-  out[4] = VERSION;
+  out[4] = ns === undefined ? VERSION : VERSION_WITH_NAMESPACE;
   out[5] = KIND_CODES[req.kind];
   out.writeUInt16BE(req.port, 6);
   out[8] = name.length;
   name.copy(out, HEADER_FIXED);
+  if (ns !== undefined) {
+    out[HEADER_FIXED + name.length] = ns.length;
+    out.write(ns, HEADER_FIXED + name.length + 1, "ascii");
+  }
   return out;
 }
 
@@ -96,6 +117,7 @@ export function decodeOpen(buf: Buffer): DecodeResult<OpenRequest> {
   if (!VERSIONS.has(buf[4]!)) return { state: "error", message: `unsupported version ${buf[4]}` };
   const kind = buf[5] === 1 ? "connect" : buf[5] === 2 ? "probe" : undefined;
   if (!kind) return { state: "error", message: `unknown kind ${buf[5]}` };
+  const version = buf[4]!;
   const port = buf.readUInt16BE(6);
   const length = buf[8]!;
   if (buf.length < HEADER_FIXED + length) return { state: "incomplete" };
@@ -105,7 +127,21 @@ export function decodeOpen(buf: Buffer): DecodeResult<OpenRequest> {
   const service = nameBytes.toString("ascii");
   if (kind === "connect" && (!isServiceKey(service) || port === 0))
     return { state: "error", message: "connect needs namespace/name and a port" };
-  return { state: "done", value: { kind, service, port, version: buf[4]! }, consumed: HEADER_FIXED + length };
+  let consumed = HEADER_FIXED + length;
+  let sourceNamespace: string | undefined;
+  if (version >= VERSION_WITH_NAMESPACE) {
+    if (buf.length < consumed + 1) return { state: "incomplete" };
+    const nsLength = buf[consumed]!;
+    if (buf.length < consumed + 1 + nsLength) return { state: "incomplete" };
+    sourceNamespace = buf.toString("latin1", consumed + 1, consumed + 1 + nsLength);
+    if (!LABEL.test(sourceNamespace)) return { state: "error", message: "bad source namespace" };
+    consumed += 1 + nsLength;
+  }
+  return {
+    state: "done",
+    value: { kind, service, port, version, ...(sourceNamespace !== undefined ? { sourceNamespace } : {}) },
+    consumed,
+  };
 }
 
 export const FrameType = { data: 0, fin: 1 } as const;

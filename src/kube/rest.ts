@@ -223,6 +223,7 @@ export function resourcePath(
 export const Resources = {
   namespaces: { group: "", version: "v1", plural: "namespaces", namespaced: false },
   services: { group: "", version: "v1", plural: "services", namespaced: true },
+  pods: { group: "", version: "v1", plural: "pods", namespaced: true },
   secrets: { group: "", version: "v1", plural: "secrets", namespaced: true },
   configMaps: { group: "", version: "v1", plural: "configmaps", namespaced: true },
   endpointSlices: { group: "discovery.k8s.io", version: "v1", plural: "endpointslices", namespaced: true },

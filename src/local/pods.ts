@@ -342,13 +342,15 @@ export async function startPod(opts: RunOptions): Promise<RunningPod> {
       NODE_NAME: pod.spec!.nodeName!,
       MERIDIAN_CLUSTER: cluster.name,
     };
+    // The address is published before the process starts, so a gateway that tells peers which
+    // namespace a connection comes from knows this pod by its very first connection.
+    await markRunning(client, pod, claim.ip, net.nodeAddress, opts.readyPort === undefined);
     child = spawn(exe!, args, { stdio: "inherit", env });
     const spawned = child;
     const exited = new Promise<number>((resolve) => {
       spawned.once("exit", (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1)));
       spawned.once("error", () => resolve(127));
     });
-    await markRunning(client, pod, claim.ip, net.nodeAddress, opts.readyPort === undefined);
     if (opts.readyPort !== undefined) {
       void probeUntilReady(podRecord.podNamespace, opts.readyPort, exited).then(async (ok) => {
         if (ok) await markRunning(client, pod, claim.ip, net.nodeAddress, true);
