@@ -4,13 +4,18 @@
  *   client ──TCP──▶ A ──mTLS (client cert, verify required)──▶ B ──TCP──▶ backend
  *
  * on loopback, every process on this machine's cores (client tools included), so absolute
- * numbers are lower than on separate machines; the ratios are the point. Phases, each bounded:
- * bulk throughput (iperf3, one stream), new connections per second (wrk, `Connection: close`, so
- * every request is a new client connection), added latency (p50/p99 of 64-byte echo round trips
- * on an open connection, and of connect+echo+close, both against a direct connection), and memory
- * per 10k idle connections (RSS of both proxies before and after opening idle connections).
+ * numbers are lower than on separate machines; the ratios are the point. Both systems and the
+ * direct baseline run side by side, and every phase runs in rounds in which each takes its turn
+ * (order rotated per round), so drift on a shared machine lands on all of them. Phases: bulk
+ * throughput (iperf3, one stream; median of rounds), new connections per second (wrk,
+ * `Connection: close`, so every request is a new client connection; median of rounds), added
+ * latency (sockperf ping-pong of 64-byte messages on an open connection, every observation of
+ * every round pooled before taking p50/p99/p99.9; and connect+echo+close), and memory per 10k
+ * idle connections (RSS of both proxies before and after opening idle connections; one system at
+ * a time, after the other phases).
  *
- *   node --import tsx bench/gateway.ts [--seconds 5] [--idle 5000] [--only meridian] [--profile DIR]
+ *   node --import tsx bench/gateway.ts [--seconds 3] [--rounds 5] [--idle 5000] [--only meridian]
+ *                                      [--profile DIR]
  *
  * `--only meridian` (or `haproxy`) measures one system and the direct baseline, for iterating;
  * such a run does not write the results file; with it, `--phases throughput,connections` picks
@@ -18,7 +23,7 @@
  * nbthread (default: one thread per core). `--profile DIR` runs the Meridian gateways with
  * `--cpu-prof` and leaves their profiles in DIR.
  *
- * Installs haproxy, wrk and iperf3 with apt-get when missing. Writes bench/results/gateway.json.
+ * Installs haproxy, wrk, iperf3 and sockperf with apt-get when missing. Writes bench/results/gateway.json.
  */
 import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -32,7 +37,8 @@ import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "..
 
 const { values } = parseArgs({
   options: {
-    seconds: { type: "string", default: "5" },
+    seconds: { type: "string", default: "3" },
+    rounds: { type: "string", default: "5" },
     idle: { type: "string", default: "5000" },
     only: { type: "string" },
     phases: { type: "string", default: "throughput,connections,latency,memory" },
@@ -46,6 +52,7 @@ const PHASES = new Set(values.phases.split(","));
 const HAPROXY_THREADS = values["haproxy-threads"];
 const PROFILE = values.profile ? path.resolve(values.profile) : undefined;
 const SECONDS = Number(values.seconds);
+const ROUNDS = Number(values.rounds);
 const IDLE = Number(values.idle);
 const CLUSTERSET = "bench.meridian";
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
@@ -78,7 +85,7 @@ function have(tool: string): boolean {
 }
 
 function ensureTools(): void {
-  const missing = ["haproxy", "wrk", "iperf3"].filter((t) => !have(t));
+  const missing = ["haproxy", "wrk", "iperf3", "sockperf"].filter((t) => !have(t));
   if (missing.length === 0) return;
   process.stderr.write(`installing ${missing.join(", ")} with apt-get\n`);
   execFileSync("apt-get", ["install", "-y", "--no-install-recommends", ...missing], {
@@ -168,19 +175,21 @@ writeFileSync(caFile, root.certPem);
 const west = issue("west");
 const east = issue("east");
 
-interface Entry {
-  iperf: number;
-  http: number;
-  echo: number;
+const SERVICE_NAMES = ["iperf", "http", "echo", "sockperf"] as const;
+type Services = Record<(typeof SERVICE_NAMES)[number], number>;
+const freePorts = async (): Promise<Services> =>
+  Object.fromEntries(
+    await Promise.all(SERVICE_NAMES.map(async (n) => [n, await freePort()] as const)),
+  ) as Services;
+
+interface Entry extends Services {
   pids: number[];
 }
 
-type Services = { iperf: number; http: number; echo: number };
-
 async function startMeridian(backends: Services): Promise<Entry> {
-  const names = ["iperf", "http", "echo"] as const;
+  const names = SERVICE_NAMES;
   const peerPort = await freePort();
-  const local: Services = { iperf: await freePort(), http: await freePort(), echo: await freePort() };
+  const local = await freePorts();
   const bRoutes = {
     peers: [],
     imports: [],
@@ -220,9 +229,9 @@ async function startMeridian(backends: Services): Promise<Entry> {
 }
 
 async function startHaproxy(backends: Services): Promise<Entry> {
-  const names = ["iperf", "http", "echo"] as const;
-  const b: Services = { iperf: await freePort(), http: await freePort(), echo: await freePort() };
-  const a: Services = { iperf: await freePort(), http: await freePort(), echo: await freePort() };
+  const names = SERVICE_NAMES;
+  const b = await freePorts();
+  const a = await freePorts();
   const threads = HAPROXY_THREADS ? `  nbthread ${HAPROXY_THREADS}\n` : "";
   const global = `global\n  maxconn ${IDLE + 2000}\n${threads}\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\n`;
   const bCfg =
@@ -284,36 +293,43 @@ const percentile = (xs: number[], p: number): number => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
 
-/** Round trips of 64 bytes on one open connection, and full connect+echo+close, in ms. */
-async function latency(port: number): Promise<{ rtt: number[]; connect: number[] }> {
-  const payload = Buffer.alloc(64, 1);
-  const rtt: number[] = [];
-  // Bounded in time as well as in count, so an overloaded machine cannot stretch the phase.
-  let deadline = Date.now() + SECONDS * 1000;
-  const s = net.connect({ port, host: "127.0.0.1", noDelay: true });
-  await new Promise((r) => s.once("connect", r));
-  for (let i = 0; i < 3000 && Date.now() < deadline; i++) {
-    const t = process.hrtime.bigint();
-    let got = 0;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("echo round trip timed out")), 5000);
-      const onData = (c: Buffer): void => {
-        got += c.length;
-        if (got >= payload.length) {
-          s.off("data", onData);
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      s.on("data", onData);
-      s.write(payload);
-    });
-    if (i >= 200) rtt.push(Number(process.hrtime.bigint() - t) / 1e6);
+/**
+ * 64-byte round trips on one open connection, as many as fit in `seconds`, by sockperf (a C
+ * ping-pong client, so the client's own pauses do not dominate the tail as a Node client's did),
+ * in ms. Every observation is kept so that rounds can be pooled before taking percentiles.
+ */
+function roundTrips(port: number, seconds: number, attempt = 1): number[] {
+  const log = path.join(dir, `sockperf-${port}.csv`);
+  let output = "";
+  try {
+    output = execFileSync(
+      "sockperf",
+      ["ping-pong", "--tcp", "-i", "127.0.0.1", "-p", String(port), "-m", "64", "-t", String(seconds)].concat(
+        ["--full-rtt", "--full-log", log],
+      ),
+      { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: (seconds + 20) * 1000 },
+    );
+  } catch (err) {
+    output = String((err as { stderr?: string }).stderr ?? err);
   }
-  s.destroy();
+  const rtt: number[] = [];
+  if (existsSync(log))
+    for (const line of readFileSync(log, "utf8").split("\n")) {
+      const fields = line.split(",");
+      if (fields.length === 4 && /^\d+$/.test(fields[0]!)) rtt.push(Number(fields[3]) / 1000);
+    }
+  rmSync(log, { force: true });
+  if (rtt.length > 0) return rtt;
+  if (attempt < 3) return roundTrips(port, seconds, attempt + 1);
+  throw new Error(`sockperf measured no round trip through port ${port}: ${output.slice(-400)}`);
+}
+
+/** Full connect + 64-byte echo + close, repeated for up to `seconds`, in ms. */
+async function connectEchoClose(port: number, seconds: number): Promise<number[]> {
+  const payload = Buffer.alloc(64, 1);
   const connect: number[] = [];
-  deadline = Date.now() + SECONDS * 1000;
-  for (let i = 0; i < 600 && Date.now() < deadline; i++) {
+  const deadline = Date.now() + seconds * 1000;
+  for (let i = 0; i < 400 && Date.now() < deadline; i++) {
     const t = process.hrtime.bigint();
     await new Promise<void>((resolve, reject) => {
       const c = net.connect({ port, host: "127.0.0.1", noDelay: true, allowHalfOpen: true }, () =>
@@ -327,9 +343,9 @@ async function latency(port: number): Promise<{ rtt: number[]; connect: number[]
         resolve();
       });
     });
-    if (i >= 100) connect.push(Number(process.hrtime.bigint() - t) / 1e6);
+    if (i >= 20) connect.push(Number(process.hrtime.bigint() - t) / 1e6);
   }
-  return { rtt, connect };
+  return connect;
 }
 
 /** RSS growth of the proxies while `IDLE` connections sit open, scaled to 10k connections. */
@@ -365,35 +381,114 @@ async function idleMemory(
   return { perTenThousandMiB: ((after - before) / 1024) * (10_000 / Math.max(1, opened)), opened };
 }
 
-async function measure(name: string, entry: Entry | Services, pids: number[]) {
-  process.stderr.write(`${name}: throughput…\n`);
-  // CPU the proxies spend per unit of work is steadier than rates on a machine shared with others.
-  const cpu = (): number => pids.reduce((sum, p) => sum + cpuSeconds(p), 0);
-  let cpuBefore = cpu();
-  const mbps = PHASES.has("throughput") ? await throughput(entry.iperf) : 0;
-  const cpuPerGB = (cpu() - cpuBefore) / ((mbps * SECONDS) / 1000);
-  process.stderr.write(
-    `${name}: ${mbps.toFixed(0)} MB/s (${cpuPerGB.toFixed(2)} proxy CPU s/GB); connections/s…\n`,
+interface System {
+  name: "direct" | "meridian" | "haproxy";
+  entry: Services;
+  pids: number[];
+}
+
+/** What the phases measure of one system, summed or pooled over the rounds. */
+interface Tally {
+  mbps: number[];
+  throughputCpuSeconds: number;
+  megabytes: number;
+  connRates: number[];
+  connCpuSeconds: number;
+  connections: number;
+  wrkErrors: string[];
+  rtt: number[];
+  connect: number[];
+}
+
+const median = (xs: number[]): number => percentile(xs, 50);
+
+/**
+ * Runs every phase in `ROUNDS` rounds; in each round every system takes its turn, in an order
+ * rotated per round. A machine shared with other work drifts over a run; interleaving spreads the
+ * drift over all systems instead of charging it to whichever ran last.
+ */
+async function measureInterleaved(systems: System[]): Promise<Map<string, Tally>> {
+  const tallies = new Map<string, Tally>(
+    systems.map((s) => [
+      s.name,
+      {
+        mbps: [],
+        throughputCpuSeconds: 0,
+        megabytes: 0,
+        connRates: [],
+        connCpuSeconds: 0,
+        connections: 0,
+        wrkErrors: [],
+        rtt: [],
+        connect: [],
+      },
+    ]),
   );
-  cpuBefore = cpu();
-  const conns = PHASES.has("connections") ? connectionsPerSecond(entry.http) : { rate: 0, errors: "" };
-  const cpuPerConn = ((cpu() - cpuBefore) * 1e6) / (conns.rate * SECONDS);
-  process.stderr.write(
-    `${name}: ${conns.rate.toFixed(0)} conn/s (${cpuPerConn.toFixed(0)} proxy CPU µs/conn, ${conns.errors}); latency…\n`,
-  );
-  const lat = PHASES.has("latency") ? await latency(entry.echo) : { rtt: [0], connect: [0] };
-  const mem = pids.length > 0 && PHASES.has("memory") ? await idleMemory(entry.echo, pids) : undefined;
+  const cpu = (s: System): number => s.pids.reduce((sum, p) => sum + cpuSeconds(p), 0);
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = systems.map((_, i) => systems[(i + round) % systems.length]!);
+    for (const s of order) {
+      const t = tallies.get(s.name)!;
+      process.stderr.write(`round ${round + 1}/${ROUNDS} ${s.name}: `);
+      if (PHASES.has("throughput")) {
+        const before = cpu(s);
+        const mbps = await throughput(s.entry.iperf);
+        const cpuSeconds = cpu(s) - before;
+        t.throughputCpuSeconds += cpuSeconds;
+        t.megabytes += mbps * SECONDS;
+        t.mbps.push(mbps);
+        const perGB =
+          s.pids.length > 0 ? ` (${(cpuSeconds / ((mbps * SECONDS) / 1000)).toFixed(2)} CPU s/GB)` : "";
+        process.stderr.write(`${mbps.toFixed(0)} MB/s${perGB}; `);
+      }
+      // The direct path only gives scale, and at its rate (~30k connections a round) it would fill
+      // the ephemeral port range with TIME_WAIT sockets for the other systems' turns.
+      if (PHASES.has("connections") && (s.pids.length > 0 || round === 0)) {
+        const before = cpu(s);
+        const conns = connectionsPerSecond(s.entry.http);
+        t.connCpuSeconds += cpu(s) - before;
+        t.connections += conns.rate * SECONDS;
+        t.connRates.push(conns.rate);
+        if (conns.errors !== "none") t.wrkErrors.push(conns.errors);
+        process.stderr.write(`${conns.rate.toFixed(0)} conn/s; `);
+      }
+      if (PHASES.has("latency")) {
+        const rtt = roundTrips(s.entry.sockperf, SECONDS);
+        t.rtt = t.rtt.concat(rtt);
+        t.connect = t.connect.concat(await connectEchoClose(s.entry.echo, SECONDS));
+        process.stderr.write(`RTT p99 ${percentile(rtt, 99).toFixed(3)} ms`);
+      }
+      process.stderr.write("\n");
+    }
+  }
+  return tallies;
+}
+
+function summarize(t: Tally, proxied: boolean) {
+  const latency = t.rtt.length > 0;
   return {
-    throughputMBps: Math.round(mbps),
-    ...(pids.length > 0 ? { proxyCpuSecondsPerGB: +cpuPerGB.toFixed(2) } : {}),
-    connectionsPerSecond: Math.round(conns.rate),
-    ...(pids.length > 0 ? { proxyCpuMicrosecondsPerConnection: Math.round(cpuPerConn) } : {}),
-    wrkSocketErrors: conns.errors,
-    rttMs: { p50: percentile(lat.rtt, 50), p99: percentile(lat.rtt, 99) },
-    connectMs: { p50: percentile(lat.connect, 50), p99: percentile(lat.connect, 99) },
-    ...(mem
-      ? { idleMemoryMiBPer10k: Math.round(mem.perTenThousandMiB), idleConnectionsOpened: mem.opened }
+    throughputMBps: t.mbps.length > 0 ? Math.round(median(t.mbps)) : 0,
+    throughputMBpsPerRound: t.mbps.map(Math.round),
+    ...(proxied && t.megabytes > 0
+      ? { proxyCpuSecondsPerGB: +(t.throughputCpuSeconds / (t.megabytes / 1000)).toFixed(2) }
       : {}),
+    connectionsPerSecond: t.connRates.length > 0 ? Math.round(median(t.connRates)) : 0,
+    connectionsPerSecondPerRound: t.connRates.map(Math.round),
+    ...(proxied && t.connections > 0
+      ? { proxyCpuMicrosecondsPerConnection: Math.round((t.connCpuSeconds * 1e6) / t.connections) }
+      : {}),
+    wrkSocketErrors: t.wrkErrors.length > 0 ? t.wrkErrors.join("; ") : "none",
+    rttSamples: t.rtt.length,
+    rttMs: latency
+      ? {
+          p50: +percentile(t.rtt, 50).toFixed(4),
+          p99: +percentile(t.rtt, 99).toFixed(4),
+          p999: +percentile(t.rtt, 99.9).toFixed(4),
+        }
+      : { p50: 0, p99: 0, p999: 0 },
+    connectMs: latency
+      ? { p50: +percentile(t.connect, 50).toFixed(4), p99: +percentile(t.connect, 99).toFixed(4) }
+      : { p50: 0, p99: 0 },
   };
 }
 
@@ -403,32 +498,57 @@ if (runsFrom !== "dist")
   process.stderr.write("warning: dist/ is stale, gateways run from source; npm run build first\n");
 try {
   ensureTools();
+  if (ONLY === undefined && PHASES.size < 4) throw new Error("--phases goes with --only");
+  if (ONLY !== undefined && ONLY !== "meridian" && ONLY !== "haproxy")
+    throw new Error("--only takes meridian or haproxy");
   const backendProc = start(process.execPath, [
     "--import",
     "tsx",
     path.join(repo, "bench/gateway-backend.ts"),
   ]);
   const ports = JSON.parse(await firstLine(backendProc)) as { echo: number; http: number };
-  const backends: Services = { iperf: iperfPort, http: ports.http, echo: ports.echo };
+  const sockperfPort = await freePort();
+  start("sockperf", ["server", "--tcp", "-i", "127.0.0.1", "-p", String(sockperfPort)]);
+  await waitForPort(sockperfPort);
+  const backends: Services = { iperf: iperfPort, http: ports.http, echo: ports.echo, sockperf: sockperfPort };
 
-  if (ONLY === undefined && PHASES.size < 4) throw new Error("--phases goes with --only");
-  const direct = await measure("direct", backends, []);
+  const systems: System[] = [{ name: "direct", entry: backends, pids: [] }];
+  if (ONLY !== "haproxy") {
+    const entry = await startMeridian(backends);
+    systems.push({ name: "meridian", entry, pids: entry.pids });
+  }
+  if (ONLY !== "meridian") {
+    const entry = await startHaproxy(backends);
+    systems.push({ name: "haproxy", entry, pids: entry.pids });
+  }
+  const tallies = await measureInterleaved(systems);
+  // Memory last and one system at a time: idle connections left behind would load the others.
+  const memory = new Map<string, Awaited<ReturnType<typeof idleMemory>>>();
+  if (PHASES.has("memory"))
+    for (const s of systems.filter((x) => x.pids.length > 0)) {
+      process.stderr.write(`${s.name}: ${IDLE} idle connections…\n`);
+      memory.set(s.name, await idleMemory(s.entry.echo, s.pids));
+    }
+  const report = (s: System) => {
+    const mem = memory.get(s.name);
+    return {
+      ...summarize(tallies.get(s.name)!, s.pids.length > 0),
+      ...(mem
+        ? { idleMemoryMiBPer10k: Math.round(mem.perTenThousandMiB), idleConnectionsOpened: mem.opened }
+        : {}),
+    };
+  };
+  const reports = systems.map(report);
+  const direct = reports[0]!;
+  const proxies = reports.slice(1);
+  for (const s of systems.slice(1)) for (const pid of s.pids) process.kill(pid, "SIGTERM");
+  await sleep(PROFILE ? 3000 : 500); // profiles are written on exit
   if (ONLY !== undefined) {
-    if (ONLY !== "meridian" && ONLY !== "haproxy") throw new Error("--only takes meridian or haproxy");
-    const entry = ONLY === "meridian" ? await startMeridian(backends) : await startHaproxy(backends);
-    const m = await measure(ONLY, entry, entry.pids);
-    for (const pid of entry.pids) process.kill(pid, "SIGTERM");
-    await sleep(PROFILE ? 3000 : 500); // profiles are written on exit
-    process.stdout.write(`${JSON.stringify({ direct, [ONLY]: m }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ direct, [ONLY]: proxies[0]! }, null, 2)}\n`);
     await cleanup();
     process.exit(0);
   }
-  const meridianEntry = await startMeridian(backends);
-  const meridian = await measure("meridian", meridianEntry, meridianEntry.pids);
-  for (const pid of meridianEntry.pids) process.kill(pid, "SIGTERM");
-  await sleep(PROFILE ? 3000 : 1000);
-  const haproxyEntry = await startHaproxy(backends);
-  const haproxy = await measure("haproxy", haproxyEntry, haproxyEntry.pids);
+  const [meridian, haproxy] = proxies as [typeof direct, typeof direct];
 
   const added = (m: typeof meridian, k: "rttMs" | "connectMs", p: "p50" | "p99"): number =>
     +(m[k][p] - direct[k][p]).toFixed(3);
@@ -447,6 +567,7 @@ try {
     meridianThreadsPerProcess: 1,
     meridianRunsFrom: runsFrom,
     secondsPerPhase: SECONDS,
+    rounds: ROUNDS,
     idleConnections: IDLE,
     direct,
     meridian,
@@ -469,6 +590,11 @@ try {
       throughput: +(meridian.throughputMBps / haproxy.throughputMBps).toFixed(2),
       connectionsPerSecond: +(meridian.connectionsPerSecond / haproxy.connectionsPerSecond).toFixed(2),
       rttP99: +(meridian.rttMs.p99 / haproxy.rttMs.p99).toFixed(2),
+      rttP999: +(meridian.rttMs.p999 / haproxy.rttMs.p999).toFixed(2),
+      addedRttP99: +(
+        (meridian.rttMs.p99 - direct.rttMs.p99) /
+        Math.max(0.001, haproxy.rttMs.p99 - direct.rttMs.p99)
+      ).toFixed(2),
       connectP99: +(meridian.connectMs.p99 / haproxy.connectMs.p99).toFixed(2),
       idleMemory: +((meridian.idleMemoryMiBPer10k ?? 0) / (haproxy.idleMemoryMiBPer10k ?? 1)).toFixed(2),
     },
@@ -496,11 +622,18 @@ try {
         "≥ 2×",
       ),
       row(
+        "64 B round trip p50 / p99 / p99.9 (absolute)",
+        `${f(meridian.rttMs.p50)} / ${f(meridian.rttMs.p99)} / ${f(meridian.rttMs.p999)} ms`,
+        `${f(haproxy.rttMs.p50)} / ${f(haproxy.rttMs.p99)} / ${f(haproxy.rttMs.p999)} ms`,
+        `p99 ${result.ratios.rttP99}×, p99.9 ${result.ratios.rttP999}×`,
+        "p99 ≤ 1×",
+      ),
+      row(
         "added latency, 64 B round trip p50 / p99",
         `${f(result.addedLatencyMs.meridian.rttP50)} / ${f(result.addedLatencyMs.meridian.rttP99)} ms`,
         `${f(result.addedLatencyMs.haproxy.rttP50)} / ${f(result.addedLatencyMs.haproxy.rttP99)} ms`,
-        `p99 ${result.ratios.rttP99}×`,
-        "p99 ≤ 1×",
+        `p99 ${result.ratios.addedRttP99}×`,
+        "",
       ),
       row(
         "added latency, connect+echo+close p50 / p99",
@@ -516,7 +649,7 @@ try {
         `${result.ratios.idleMemory}×`,
         "",
       ),
-      `direct (no proxy): ${direct.throughputMBps} MB/s, ${direct.connectionsPerSecond} conn/s, RTT p50/p99 ${f(direct.rttMs.p50)}/${f(direct.rttMs.p99)} ms`,
+      `direct (no proxy): ${direct.throughputMBps} MB/s, ${direct.connectionsPerSecond} conn/s, RTT p50/p99/p99.9 ${f(direct.rttMs.p50)}/${f(direct.rttMs.p99)}/${f(direct.rttMs.p999)} ms (${direct.rttSamples} round trips)`,
       "",
     ].join("\n"),
   );

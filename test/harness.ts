@@ -4,7 +4,7 @@
  * Tests isolate themselves by namespace.
  */
 import { spawn, type SpawnOptions } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -57,7 +57,7 @@ export function clusterset(): Promise<TestClusterset> {
     after(async () => {
       await down(dir, true);
     });
-    await up({ stateDir: dir, members: 3 });
+    await withLogsOnFailure([dir], () => up({ stateDir: dir, members: 3 }));
     return describeClusterset(dir);
   })();
   return shared;
@@ -70,8 +70,28 @@ export async function privateClusterset(members = 1, components?: string[]): Pro
     // MERIDIAN_TEST_KEEP=1 keeps the state dir (logs included) for a post-mortem.
     await down(dir, !process.env["MERIDIAN_TEST_KEEP"]);
   });
-  await up({ stateDir: dir, members, components });
+  await withLogsOnFailure([dir], () => up({ stateDir: dir, members, components }));
   return describeClusterset(dir);
+}
+
+/**
+ * Runs `body`; if it throws, first prints the last lines of every component log of the clustersets
+ * in `stateDirs`, since the caller's `down` removes them and a flaky start leaves nothing else.
+ */
+export async function withLogsOnFailure<T>(stateDirs: string[], body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (err) {
+    for (const dir of stateDirs) {
+      const logs = new StatePaths(dir).logs;
+      if (!existsSync(logs)) continue;
+      for (const file of readdirSync(logs).sort()) {
+        const tail = readFileSync(path.join(logs, file), "utf8").split("\n").slice(-30).join("\n");
+        process.stderr.write(`── ${dir} ${file} (last 30 lines) ──\n${tail}\n`);
+      }
+    }
+    throw err;
+  }
 }
 
 export function uniqueName(prefix: string): string {

@@ -17,6 +17,7 @@ import {
   MERIDIAN_BIN,
   runCommand,
   uniqueName,
+  withLogsOnFailure,
   type TestClusterset,
 } from "./harness.js";
 import { ClusterClient } from "../src/kube/client.js";
@@ -201,30 +202,32 @@ describe("environment errors", () => {
     const first = mkdtempSync(path.join(os.tmpdir(), "m-side-a-"));
     const second = mkdtempSync(path.join(os.tmpdir(), "m-side-b-"));
     try {
-      // allSettled: if one fails, the other must still finish before `down` runs, or its late
-      // processes outlive the test.
-      const started = await Promise.allSettled([
-        up({ stateDir: first, members: 1 }),
-        up({ stateDir: second, members: 1 }),
-      ]);
-      for (const r of started) if (r.status === "rejected") throw r.reason;
-      const [a, b] = started.map(
-        (r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof up>>>).value,
-      ) as [Awaited<ReturnType<typeof up>>, Awaited<ReturnType<typeof up>>];
-      assert.notEqual(a.record.id, b.record.id);
-      const ports = (r: typeof a.record) => [
-        r.etcd.clientPort,
-        r.etcd.peerPort,
-        ...r.clusters.map((c) => c.apiserverPort),
-      ];
-      assert.ok(!ports(a.record).some((p) => ports(b.record).includes(p)));
-      for (const d of [first, second]) {
-        const res = await meridian(["status", "-o", "json"], { stateDir: d });
-        assert.ok(
-          (JSON.parse(res.stdout) as ClustersetStatus).clusters.every((c) => c.health === "Ready"),
-          res.stdout,
-        );
-      }
+      await withLogsOnFailure([first, second], async () => {
+        // allSettled: if one fails, the other must still finish before `down` runs, or its late
+        // processes outlive the test.
+        const started = await Promise.allSettled([
+          up({ stateDir: first, members: 1 }),
+          up({ stateDir: second, members: 1 }),
+        ]);
+        for (const r of started) if (r.status === "rejected") throw r.reason;
+        const [a, b] = started.map(
+          (r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof up>>>).value,
+        ) as [Awaited<ReturnType<typeof up>>, Awaited<ReturnType<typeof up>>];
+        assert.notEqual(a.record.id, b.record.id);
+        const ports = (r: typeof a.record) => [
+          r.etcd.clientPort,
+          r.etcd.peerPort,
+          ...r.clusters.map((c) => c.apiserverPort),
+        ];
+        assert.ok(!ports(a.record).some((p) => ports(b.record).includes(p)));
+        for (const d of [first, second]) {
+          const res = await meridian(["status", "-o", "json"], { stateDir: d });
+          assert.ok(
+            (JSON.parse(res.stdout) as ClustersetStatus).clusters.every((c) => c.health === "Ready"),
+            res.stdout,
+          );
+        }
+      });
     } finally {
       await Promise.all([down(first, true), down(second, true)]);
     }

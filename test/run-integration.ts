@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { down, up } from "../src/local/clusterset.js";
+import { withLogsOnFailure } from "./harness.js";
 
 const testDir = path.dirname(new URL(import.meta.url).pathname);
 const files = readdirSync(testDir)
@@ -32,7 +33,9 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 
 let code: number;
 try {
-  const result = await up({ stateDir, members: 3, log: (l) => process.stderr.write(`[up] ${l}\n`) });
+  const result = await withLogsOnFailure([stateDir], () =>
+    up({ stateDir, members: 3, log: (l) => process.stderr.write(`[up] ${l}\n`) }),
+  );
   process.stderr.write(`[up] clusterset ready in ${result.seconds.toFixed(1)}s at ${stateDir}\n`);
   code = await new Promise<number>((resolve) => {
     const child = spawn(

@@ -396,7 +396,14 @@ export class Gateway {
       const state: ImportState = { route, tiers, picker: new WeightedPicker() };
       this.imports.set(key, state);
       const server = net.createServer(
-        { allowHalfOpen: true, pauseOnConnect: true },
+        // Set by the server as it accepts, before any JavaScript of ours runs for the socket.
+        {
+          allowHalfOpen: true,
+          pauseOnConnect: true,
+          noDelay: true,
+          keepAlive: true,
+          keepAliveInitialDelay: 30_000,
+        },
         (s) => void this.onLocal(state, s),
       );
       try {
@@ -504,8 +511,6 @@ export class Gateway {
       client.destroy();
       return;
     }
-    client.setNoDelay(true);
-    client.setKeepAlive(true, 30_000);
     this.track(client);
     this.outbound++;
     try {
@@ -585,7 +590,10 @@ export class Gateway {
     const connector = this.connectors.get(clusterId);
     if (!connector) return "not-opened";
     const sourceNamespace =
-      client.remoteAddress && this.o.sourceNamespaces?.namespaceOf(client.remoteAddress);
+      // Only when namespaces are resolved: reading the address costs a system call per connection.
+      this.o.sourceNamespaces &&
+      client.remoteAddress &&
+      this.o.sourceNamespaces.namespaceOf(client.remoteAddress);
     const open = encodeOpen({
       kind: "connect",
       service: route.service,

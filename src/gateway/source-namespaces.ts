@@ -9,7 +9,7 @@
  * traffic to a node address leaves every connection without a namespace.
  */
 import type { KubernetesObject, V1Pod } from "@kubernetes/client-node";
-import { Reflector } from "../kube/reflector.js";
+import { objectKey, Reflector } from "../kube/reflector.js";
 import { Resources, type RestClient } from "../kube/rest.js";
 
 /** Answers which namespace a client address belongs to, if any one. */
@@ -37,7 +37,7 @@ export function podAddresses(pod: V1Pod): PodAddresses | undefined {
     [status.podIP, ...(status.podIPs ?? []).map((p) => p.ip)].filter((a): a is string => !!a),
   );
   if (addresses.size === 0) return undefined;
-  return { key: `${namespace}/${pod.metadata?.name}`, namespace, addresses: [...addresses] };
+  return { key: objectKey(pod), namespace, addresses: [...addresses] };
 }
 
 /** `::ffff:10.0.0.5` (an IPv4 client on a dual-stack socket) is `10.0.0.5`. */
@@ -86,8 +86,6 @@ export class AddressIndex implements SourceNamespaces {
   }
 }
 
-const podKey = (pod: KubernetesObject): string => `${pod.metadata?.namespace}/${pod.metadata?.name}`;
-
 /** Keeps only what the index needs, so a large cluster's pods cost little memory. */
 function slimPod(obj: KubernetesObject): V1Pod {
   const pod = obj as V1Pod;
@@ -113,7 +111,7 @@ export class PodNamespaceSource implements SourceNamespaces {
       onEvent: ({ type, object }) => {
         const entry = type === "DELETED" ? undefined : podAddresses(object);
         if (entry) this.index.set(entry);
-        else this.index.remove(podKey(object));
+        else this.index.remove(objectKey(object));
       },
     });
   }

@@ -93,6 +93,31 @@ export function writeData(tunnel: Socket, chunk: Buffer): void {
   tunnel.uncork();
 }
 
+/** Corks a socket until the check phase of the current event-loop turn (at most once per turn). */
+class TurnCork {
+  private pending: NodeJS.Immediate | undefined;
+
+  constructor(private readonly socket: Socket) {}
+
+  cork(): void {
+    if (this.pending) return;
+    this.socket.cork();
+    this.pending = setImmediate(this.uncork);
+  }
+
+  /** Sends what is corked now. */
+  flush(): void {
+    if (!this.pending) return;
+    clearImmediate(this.pending);
+    this.uncork();
+  }
+
+  private readonly uncork = (): void => {
+    this.pending = undefined;
+    this.socket.uncork();
+  };
+}
+
 /**
  * Runs one stream between a plain TCP socket and a framed tunnel connection. The tunnel is left
  * open and paused when the stream ends cleanly, so the caller can reuse it; on any error or idle
@@ -130,18 +155,14 @@ export function bridge(
       clearImmediate(openTimer);
       tunnel.write(opening!.open);
     };
-    // Writes to the tunnel are corked until the poll phase ends, so that what one event loop turn
-    // reads from the plain side (a response and its end, several chunks) leaves in one TLS write.
-    let tunnelCork: NodeJS.Immediate | undefined;
-    const uncorkTunnel = (): void => {
-      tunnelCork = undefined;
-      tunnel.uncork();
-    };
-    const corkTunnel = (): void => {
-      if (tunnelCork) return;
-      tunnel.cork();
-      tunnelCork = setImmediate(uncorkTunnel);
-    };
+    // Bulk writes both ways are corked until the poll phase ends, so that what one event-loop
+    // turn reads leaves in one write: towards the plain socket, the 16 KiB records one TLS read
+    // decrypts go in one writev (a write per record cost a quarter of the exporting gateway's
+    // time and a third of the pair's throughput). Small chunks (requests, replies) go at once:
+    // the cork's deferred write added ~10 µs to every round trip; a small write while a cork is
+    // pending still waits for it, so order is kept.
+    const tunnelCork = new TurnCork(tunnel);
+    const plainCork = new TurnCork(plain);
     let settled = false;
     let leftover: Buffer = Buffer.alloc(0);
     let replyTimer: NodeJS.Timeout | undefined;
@@ -149,10 +170,8 @@ export function bridge(
     const cleanup = (): void => {
       clearTimeout(replyTimer);
       clearImmediate(openTimer);
-      if (tunnelCork) {
-        clearImmediate(tunnelCork);
-        uncorkTunnel();
-      }
+      tunnelCork.flush();
+      plainCork.flush();
       openPending = false; // ending before the OPEN went out: the client left, the tunnel is cut
       plain.off("data", onPlainData);
       plain.off("end", onPlainEnd);
@@ -216,7 +235,7 @@ export function bridge(
     }
     function onPlainData(chunk: Buffer): void {
       fromPlain += chunk.length;
-      corkTunnel();
+      if (chunk.length >= COPY_BELOW) tunnelCork.cork();
       if (openPending) {
         tunnel.cork();
         sendOpen();
@@ -239,7 +258,7 @@ export function bridge(
       sentFin = true;
       if (early && awaitingReply) early.ended = true;
       sendOpen();
-      corkTunnel();
+      tunnelCork.cork();
       tunnel.write(FIN_FRAME);
       maybeDone();
     }
@@ -277,6 +296,7 @@ export function bridge(
         if (ev.type === "error") return finish(false);
         if (ev.type === "data") {
           toPlain += ev.bytes.length;
+          if (ev.bytes.length >= COPY_BELOW) plainCork.cork();
           plain.write(ev.bytes);
           if (plain.writableLength >= WRITE_BUFFER_LIMIT) tunnel.pause();
         } else {
