@@ -300,7 +300,7 @@ const percentile = (xs: number[], p: number): number => {
  */
 function roundTrips(port: number, seconds: number, attempt = 1): number[] {
   const log = path.join(dir, `sockperf-${port}.csv`);
-  let output = "";
+  let output: string;
   try {
     output = execFileSync(
       "sockperf",
