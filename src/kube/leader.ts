@@ -41,6 +41,7 @@ export class LeaderElector {
   private stopped = false;
   private lastRenew = 0;
   private timer: NodeJS.Timeout | undefined;
+  private attempt: Promise<void> | undefined;
   private readonly leaseMs: number;
   private readonly renewMs: number;
   private readonly retryMs: number;
@@ -62,13 +63,16 @@ export class LeaderElector {
   }
 
   start(): void {
-    void this.tick();
+    this.run();
   }
 
   /** Stops campaigning; a leader gives the lease up so a successor need not wait for it to expire. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    // A renewal in flight could land after the release and hand the lease back to us until it
+    // expires; let it finish first, so the release is the last write.
+    await this.attempt;
     if (this.leading) {
       this.leading = false;
       await this.tryWrite(true).catch(() => undefined);
@@ -78,7 +82,11 @@ export class LeaderElector {
   private schedule(): void {
     if (this.stopped) return;
     const jitter = this.leading ? 1 : 1 + Math.random() * 0.2;
-    this.timer = setTimeout(() => void this.tick(), this.retryMs * jitter);
+    this.timer = setTimeout(() => this.run(), this.retryMs * jitter);
+  }
+
+  private run(): void {
+    this.attempt = this.tick().finally(() => (this.attempt = undefined));
   }
 
   private async tick(): Promise<void> {
@@ -95,7 +103,7 @@ export class LeaderElector {
       this.lastRenew = Date.now();
       if (!this.leading) {
         this.leading = true;
-        this.opts.onStartedLeading();
+        if (!this.stopped) this.opts.onStartedLeading();
       }
     } else if (this.leading && Date.now() - this.lastRenew > this.renewMs) {
       this.leading = false;
