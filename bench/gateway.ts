@@ -21,7 +21,8 @@
  * such a run does not write the results file; with it, `--phases throughput,connections` picks
  * phases (throughput, connections, latency, memory). `--haproxy-threads N` sets HAProxy's
  * nbthread (default: one thread per core). `--profile DIR` runs the Meridian gateways with
- * `--cpu-prof` and leaves their profiles in DIR.
+ * `--cpu-prof` and leaves their profiles in DIR. `--gateway-node-flags "..."` replaces the V8 flags
+ * the gateways run with (GATEWAY_NODE_FLAGS; `""` for none), for A/B runs of the runtime's settings.
  *
  * Installs haproxy, wrk, iperf3 and sockperf with apt-get when missing. Writes bench/results/gateway.json.
  */
@@ -33,6 +34,7 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
+import { GATEWAY_NODE_FLAGS } from "../src/gateway/node-flags.js";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "../src/gateway/trust.js";
 
 const { values } = parseArgs({
@@ -44,6 +46,7 @@ const { values } = parseArgs({
     phases: { type: "string", default: "throughput,connections,latency,memory" },
     profile: { type: "string" },
     "haproxy-threads": { type: "string" },
+    "gateway-node-flags": { type: "string" },
   },
 });
 const ONLY = values.only;
@@ -51,6 +54,11 @@ const PHASES = new Set(values.phases.split(","));
 /** HAProxy's threads per process; its default is one per core (2 here). */
 const HAPROXY_THREADS = values["haproxy-threads"];
 const PROFILE = values.profile ? path.resolve(values.profile) : undefined;
+/** Node flags for the Meridian gateways: those every gateway runs with, unless overridden. */
+const GATEWAY_FLAGS =
+  values["gateway-node-flags"] === undefined
+    ? GATEWAY_NODE_FLAGS
+    : values["gateway-node-flags"].split(/\s+/).filter((f) => f !== "");
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
 const IDLE = Number(values.idle);
@@ -214,7 +222,7 @@ async function startMeridian(backends: Services): Promise<Entry> {
   const run = (id: string, files: typeof west, routes: string, listenPeer: string): ChildProcess =>
     start(
       process.execPath,
-      [...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir", path.join(PROFILE, id)] : []),
+      [...GATEWAY_FLAGS, ...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir", path.join(PROFILE, id)] : []),
         path.join(repo, "bin/meridian.js"), "gateway", "run", "--cluster-id", id, "--clusterset", CLUSTERSET,
         "--listen-peer", listenPeer, "--listen-local", "127.0.0.1", "--routes", routes,
         "--cert", files.cert, "--key", files.key, "--ca", caFile, "--drain-timeout", "2"],

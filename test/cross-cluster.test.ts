@@ -9,6 +9,7 @@ import { describe, it } from "node:test";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { MCS_API_VERSION } from "../src/api/mcs.js";
 import { ANNOTATION_ALLOWED_CLUSTERS, ANNOTATION_MODE } from "../src/gateway/kube-routes.js";
+import { GATEWAY_NODE_FLAGS } from "../src/gateway/node-flags.js";
 import { readProcessRecord } from "../src/local/processes.js";
 import type { RoutingSummary } from "../src/cli/mcs.js";
 import {
@@ -241,6 +242,16 @@ describe("cross-cluster traffic through the gateways", () => {
       return si?.metadata?.annotations?.[ANNOTATION_MODE] === "flat" ? true : undefined;
     });
     assert.equal((await routingIn(ns)).filter((r) => r.name === "direct").length, 0);
+  });
+
+  it("runs every member's gateway with the gateway's V8 flags", () => {
+    for (const member of ["west", "east", "north"]) {
+      const pid = readProcessRecord(cs.paths.pidFile(`${member}-gateway`))!.pid;
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      const script = argv.findIndex((a) => a.endsWith("bin/meridian.js"));
+      assert.ok(script > 0, `${member}'s gateway: ${argv.join(" ")}`);
+      assert.deepEqual(argv.slice(1, script), GATEWAY_NODE_FLAGS, `${member}'s gateway: ${argv.join(" ")}`);
+    }
   });
 
   it("routes around a dead gateway within the bound, and back once it returns", async () => {

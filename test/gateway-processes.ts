@@ -18,6 +18,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { GATEWAY_NODE_FLAGS } from "../src/gateway/node-flags.js";
 import { createTrustRoot } from "../src/gateway/trust.js";
 import { startBackend, startHttpBackend } from "../src/gateway/fixtures.js";
 import type { Backend } from "../src/gateway/fixtures.js";
@@ -39,7 +40,7 @@ function runGateway(
   writeFileSync(routesFile, JSON.stringify(routes));
   const proc = spawn(
     process.execPath,
-    [path.join(repo, "bin/meridian.js"), "gateway", "run", "--cluster-id", clusterId, "--clusterset", "it.meridian",
+    [...GATEWAY_NODE_FLAGS, path.join(repo, "bin/meridian.js"), "gateway", "run", "--cluster-id", clusterId, "--clusterset", "it.meridian",
       "--listen-peer", `127.0.0.1:${peerPort}`, "--listen-local", "127.0.0.1", "--routes", routesFile,
       "--trust-dir", dir, "--drain-timeout", "2"],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, MERIDIAN_LOG_LEVEL: "warn" } },

@@ -14,6 +14,7 @@ import path from "node:path";
 import { after, describe, it } from "node:test";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { parse } from "yaml";
+import { GATEWAY_NODE_FLAGS } from "../src/gateway/node-flags.js";
 import { credentialsFromFile } from "../src/kube/credentials.js";
 import { RestClient, resourcePath, type ResourceRef } from "../src/kube/rest.js";
 import { loadManifestFiles, parseManifests, yamlFilesIn } from "../src/kube/manifests.js";
@@ -534,8 +535,14 @@ describe("container images (deploy/images/Containerfile)", () => {
     const todo =
       c.name === "dashboard" && !dashboardWritten ? "meridian dashboard is not in this tree yet" : false;
     it(`${c.name}: the image's entrypoint accepts every flag the chart passes`, { todo }, () => {
-      const [node, script, ...sub] = entrypoint(c.name);
-      assert.deepEqual([node, script], ["node", "/app/bin/meridian.js"]);
+      const [node, ...rest] = entrypoint(c.name);
+      const scriptAt = rest.indexOf("/app/bin/meridian.js");
+      assert.equal(node, "node");
+      assert.ok(scriptAt >= 0, `target ${c.name} does not run /app/bin/meridian.js`);
+      const nodeFlags = rest.slice(0, scriptAt);
+      const sub = rest.slice(scriptAt + 1);
+      // The gateway's V8 flags are the ones the local clusterset and the benchmark use.
+      assert.deepEqual(nodeFlags, c.name === "gateway" ? GATEWAY_NODE_FLAGS : []);
       const r = help(sub);
       assert.equal(r.code, 0, `meridian ${sub.join(" ")} --help: ${r.stderr}`);
       assert.match(r.stdout, new RegExp(`^Usage: meridian ${sub.join(" ")} `, "m"));

@@ -2,6 +2,7 @@
 export { Gateway } from "./gateway.js";
 export type { GatewayLimits, GatewayOptions, ProbeOptions, ServiceRouting } from "./gateway.js";
 export { GatewayMetrics } from "./metrics.js";
+export { GATEWAY_NODE_FLAGS } from "./node-flags.js";
 export type { AccessDecision, AccessDefault, AccessEntry } from "./access.js";
 export { decideAccess } from "./access.js";
 export type {

@@ -55,7 +55,12 @@ export function localComponents(): readonly LocalComponent[] {
 
 /** argv that runs this checkout's `meridian` CLI. */
 export function meridianCommand(...args: string[]): string[] {
-  return [process.execPath, path.join(REPO_ROOT, "bin", "meridian.js"), ...args];
+  return meridianCommandWithNodeFlags([], ...args);
+}
+
+/** `meridianCommand` with flags for Node itself (before the script). */
+export function meridianCommandWithNodeFlags(nodeFlags: readonly string[], ...args: string[]): string[] {
+  return [process.execPath, ...nodeFlags, path.join(REPO_ROOT, "bin", "meridian.js"), ...args];
 }
 
 export interface ComponentProcess {

@@ -10,11 +10,12 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { GATEWAY_NODE_FLAGS } from "../gateway/node-flags.js";
 import { createTrustRoot } from "../gateway/trust.js";
 import { ensureApiRelay, ensureMemberApiAccess } from "./apirelay.js";
 import type { ComponentContext } from "./components.js";
 import {
-  meridianCommand,
+  meridianCommandWithNodeFlags,
   readyFilePath,
   registerLocalComponent,
   startComponentProcess,
@@ -53,7 +54,8 @@ async function ensureMemberGateway(ctx: ComponentContext, cluster: ClusterRecord
   const name = gatewayProcessName(cluster.name);
   const proc = startComponentProcess(ctx, {
     name,
-    argv: meridianCommand(
+    argv: meridianCommandWithNodeFlags(
+      GATEWAY_NODE_FLAGS,
       "gateway",
       "run",
       "--cluster-id",
