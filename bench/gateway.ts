@@ -574,6 +574,7 @@ try {
     haproxyThreadsPerProcess: HAPROXY_THREADS ? Number(HAPROXY_THREADS) : os.cpus().length,
     meridianThreadsPerProcess: 1,
     meridianRunsFrom: runsFrom,
+    meridianNodeFlags: GATEWAY_FLAGS,
     secondsPerPhase: SECONDS,
     rounds: ROUNDS,
     idleConnections: IDLE,
