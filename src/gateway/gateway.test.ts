@@ -125,6 +125,26 @@ describe("data path", () => {
     assert.ok(handshakes <= 8, `${handshakes} handshakes for 50 connections`);
   });
 
+  it("serves a protocol where the server speaks first: the OPEN leaves without client bytes", async () => {
+    const banner = await backend("east-banner");
+    const b = await gateway("east", exporting("shop/banner", [banner]));
+    const a = await gateway("west", importing("shop/banner", [b]));
+    const client = net.connect(a.port("shop/banner:80"), "127.0.0.1");
+    try {
+      // The client writes nothing and keeps its side open: only the backend's greeting can arrive.
+      const greeting = await new Promise<string>((resolve, reject) => {
+        let text = "";
+        client.on("data", (c: Buffer) => (text += c.toString()));
+        client.on("end", () => resolve(text));
+        client.on("error", reject);
+        setTimeout(() => reject(new Error(`no greeting in 5 s (got ${JSON.stringify(text)})`)), 5000).unref();
+      });
+      assert.equal(greeting, "east-banner\n");
+    } finally {
+      client.destroy();
+    }
+  });
+
   it("reaches this cluster's own endpoints directly, without a peer hop", async () => {
     const local = await backend("west-local");
     const remote = await backend("east");
