@@ -802,8 +802,18 @@ export class Gateway {
       }
       const labels = { direction: "inbound", service: labelService, cluster: source.clusterId };
       this.metrics.connectionsActive.inc(labels);
-      socket.write(reply("ok"));
-      const r = await bridge(backend, socket, rest, this.limits.idleTimeoutMs);
+      // A version 1 client waits for the reply before sending anything; later ones do not.
+      const ok = reply("ok");
+      const leadsWithReply = (req.version ?? VERSION) >= 2;
+      if (!leadsWithReply) socket.write(ok);
+      const r = await bridge(
+        backend,
+        socket,
+        rest,
+        this.limits.idleTimeoutMs,
+        undefined,
+        leadsWithReply ? ok : undefined,
+      );
       // For inbound, "sent" is towards the service: what the backend received.
       this.finishMetrics(labels, r.clean, r.toPlain, r.fromPlain);
       return r.reusable ? r.leftover : undefined;

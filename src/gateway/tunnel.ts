@@ -78,12 +78,15 @@ export interface OpeningStream {
 const BULK_CHUNK = 8 * 1024;
 
 /**
- * How long a new stream's OPEN waits for the client's first bytes. Waiting one event-loop turn was
- * too short on a busy machine: the client, just told its connect succeeded, had not written yet,
- * so nearly every OPEN cost a TLS record and a read of its own (measured: ~8% of the gateways' CPU
- * per new connection). Protocols where the server speaks first pay this once per connection.
+ * How long a stream's lead (the importing side's OPEN, the exporting side's "ok" reply) waits for
+ * the first bytes going the same way, to leave with them in one TLS record instead of costing a
+ * record, a write and a read of its own. Waiting one event-loop turn was too short on a busy
+ * machine: the client, just told its connect succeeded, had not written yet, so nearly every OPEN
+ * left alone. Neither wait delays data: bytes that come send the lead at once. A protocol where the
+ * server speaks first sends its OPEN this much later; a reply that waits holds back nothing, as the
+ * importing gateway sends the client's bytes without waiting for it (early data).
  */
-const OPEN_WAIT_MS = 1;
+const LEAD_WAIT_MS = 1;
 
 /**
  * Writes `chunk` as DATA frames: small ones copied into one buffer (one plain write), large ones
@@ -140,6 +143,9 @@ class TurnCork {
  * reply. A refusal, or a tunnel that fails before replying, ends the attempt with `notOpened` and
  * leaves the client open for another cluster (after a refusal our direction is closed with a FIN,
  * so the tunnel is reusable).
+ *
+ * With `reply` (the exporting side's "ok"), the reply waits briefly to leave with the backend's
+ * first bytes or its end.
  */
 export function bridge(
   plain: Socket,
@@ -147,6 +153,7 @@ export function bridge(
   initial: Buffer,
   idleTimeoutMs: number,
   opening?: OpeningStream,
+  reply?: Buffer,
 ): Promise<BridgeResult> {
   return new Promise((resolve) => {
     const decoder = new FrameDecoder();
@@ -158,14 +165,19 @@ export function bridge(
     let plainWritable = true;
     let plainReadable = !early?.ended;
     let awaitingReply = opening !== undefined;
-    // Until the OPEN is out, the client's first bytes can still join it in one TLS record.
-    let openPending = false;
-    let openTimer: NodeJS.Timeout | undefined;
-    const sendOpen = (): void => {
-      if (!openPending) return;
-      openPending = false;
-      clearTimeout(openTimer);
-      tunnel.write(opening!.open);
+    // Until the lead (OPEN or reply) is out, the first bytes towards the tunnel can still join it.
+    let lead: Buffer | undefined;
+    let leadTimer: NodeJS.Timeout | undefined;
+    const sendLead = (): void => {
+      if (!lead) return;
+      const bytes = lead;
+      lead = undefined;
+      clearTimeout(leadTimer);
+      tunnel.write(bytes);
+    };
+    const holdLead = (bytes: Buffer): void => {
+      lead = bytes;
+      leadTimer = setTimeout(sendLead, LEAD_WAIT_MS);
     };
     // Bulk writes both ways are corked until the poll phase ends, so that what one event-loop
     // turn reads leaves in one write: towards the plain socket, the 16 KiB records one TLS read
@@ -181,10 +193,10 @@ export function bridge(
 
     const cleanup = (): void => {
       clearTimeout(replyTimer);
-      clearTimeout(openTimer);
+      clearTimeout(leadTimer);
       tunnelCork.flush();
       plainCork.flush();
-      openPending = false; // ending before the OPEN went out: the client left, the tunnel is cut
+      lead = undefined; // ending before the lead went out: the stream failed, the tunnel is cut
       plain.off("data", onPlainData);
       plain.off("end", onPlainEnd);
       plain.off("finish", onPlainFinish);
@@ -248,9 +260,9 @@ export function bridge(
     function onPlainData(chunk: Buffer): void {
       fromPlain += chunk.length;
       if (chunk.length >= BULK_CHUNK) tunnelCork.cork();
-      if (openPending) {
+      if (lead) {
         tunnel.cork();
-        sendOpen();
+        sendLead();
         writeData(tunnel, chunk);
         tunnel.uncork();
       } else writeData(tunnel, chunk);
@@ -269,7 +281,7 @@ export function bridge(
       plainReadable = false;
       sentFin = true;
       if (early && awaitingReply) early.ended = true;
-      sendOpen();
+      sendLead();
       tunnelCork.cork();
       tunnel.write(FIN_FRAME);
       maybeDone();
@@ -287,7 +299,7 @@ export function bridge(
     }
     function onTunnelData(data: Buffer): void {
       let chunk = data;
-      if (openPending) return notOpened(undefined); // the peer spoke before our OPEN: broken
+      if (opening && lead) return notOpened(undefined); // the peer spoke before our OPEN: broken
       if (awaitingReply) {
         if (chunk.length === 0) return;
         const status = REPLY_NAMES[chunk[0]!];
@@ -336,11 +348,8 @@ export function bridge(
       // The OPEN, the replayed early data and (if the client is done) its FIN in one write.
       const { chunks, ended } = opening.early;
       if (chunks.length === 0 && !ended) {
-        // A first attempt: the OPEN waits up to OPEN_WAIT_MS for the client's first bytes, to leave
-        // with them in one TLS record (for a protocol where the server speaks first, it leaves
-        // alone after the wait).
-        openPending = true;
-        openTimer = setTimeout(sendOpen, OPEN_WAIT_MS);
+        // A first attempt: the OPEN waits for the client's first bytes.
+        holdLead(opening.open);
       } else {
         tunnel.cork();
         tunnel.write(opening.open);
@@ -353,6 +362,7 @@ export function bridge(
       }
       replyTimer = setTimeout(() => notOpened(undefined), opening.replyTimeoutMs);
     }
+    if (reply) holdLead(reply);
     if (initial.length > 0) onTunnelData(initial);
     if (settled) return;
     if (!gotFin) tunnel.resume();
