@@ -297,25 +297,27 @@ export function bridge(
     function onPlainDrain(): void {
       if (!gotFin) tunnel.resume();
     }
-    function onTunnelData(data: Buffer): void {
-      let chunk = data;
-      if (opening && lead) return notOpened(undefined); // the peer spoke before our OPEN: broken
-      if (awaitingReply) {
-        if (chunk.length === 0) return;
-        const status = REPLY_NAMES[chunk[0]!];
-        if (status !== "ok") {
-          // A refusal is all the peer sends for this stream; anything else is a broken tunnel.
-          return notOpened(status && chunk.length === 1 ? status : undefined);
-        }
-        awaitingReply = false;
-        clearTimeout(replyTimer);
-        early!.chunks = [];
-        early!.bytes = 0;
-        early!.ended = false;
-        opening!.onAccepted?.();
-        if (!sentFin && tunnel.writableLength < WRITE_BUFFER_LIMIT) plain.resume();
-        chunk = chunk.subarray(1);
+    /** The peer's reply to our OPEN, at the head of `chunk`: what follows it, or undefined if the attempt ended. */
+    function takeReply(chunk: Buffer): Buffer | undefined {
+      if (lead) return void notOpened(undefined); // the peer spoke before our OPEN: broken
+      if (chunk.length === 0) return chunk;
+      const status = REPLY_NAMES[chunk[0]!];
+      if (status !== "ok") {
+        // A refusal is all the peer sends for this stream; anything else is a broken tunnel.
+        return void notOpened(status && chunk.length === 1 ? status : undefined);
       }
+      awaitingReply = false;
+      clearTimeout(replyTimer);
+      early!.chunks = [];
+      early!.bytes = 0;
+      early!.ended = false;
+      opening!.onAccepted?.();
+      if (!sentFin && tunnel.writableLength < WRITE_BUFFER_LIMIT) plain.resume();
+      return chunk.subarray(1);
+    }
+    function onTunnelData(data: Buffer): void {
+      const chunk = awaitingReply ? takeReply(data) : data;
+      if (chunk === undefined || chunk.length === 0) return;
       for (const ev of decoder.push(chunk)) {
         if (ev.type === "error") return finish(false);
         if (ev.type === "data") {
