@@ -3,7 +3,12 @@
  *
  *   client ──TCP──▶ A ──mTLS (client cert, verify required)──▶ B ──TCP──▶ backend
  *
- * on loopback, every process on this machine's cores (client tools included), so absolute
+ * By default on a local clusterset (`--on clusterset`, bench/gateway-clusterset.ts): a private
+ * two-member clusterset from `meridian up`, whose own gateways carry the exported service's traffic
+ * from west's node network to a backend pod in east, with the HAProxy pair in the same places and
+ * a pod in west as the direct baseline. `--on loopback` runs everything on 127.0.0.1 with gateways
+ * the bench starts itself (faster to set up, and it takes `--profile` and `--gateway-node-flags`).
+ * Either way every process shares this machine's cores (client tools included), so absolute
  * numbers are lower than on separate machines; the ratios are the point. Both systems and the
  * direct baseline run side by side, and every phase runs in rounds in which each takes its turn
  * (order rotated per round), so drift on a shared machine lands on all of them. Phases: bulk
@@ -14,8 +19,8 @@
  * idle connections (RSS of both proxies before and after opening idle connections; one system at
  * a time, after the other phases).
  *
- *   node --import tsx bench/gateway.ts [--seconds 3] [--rounds 5] [--idle 5000] [--only meridian]
- *                                      [--profile DIR]
+ *   node --import tsx bench/gateway.ts [--on clusterset|loopback] [--seconds 3] [--rounds 5]
+ *                                      [--idle 5000] [--only meridian] [--profile DIR]
  *
  * `--only meridian` (or `haproxy`) measures one system and the direct baseline, for iterating;
  * such a run does not write the results file; with it, `--phases throughput,connections` picks
@@ -24,7 +29,8 @@
  * `--cpu-prof` and leaves their profiles in DIR. `--gateway-node-flags "..."` replaces the V8 flags
  * the gateways run with (GATEWAY_NODE_FLAGS; `""` for none), for A/B runs of the runtime's settings.
  *
- * Installs haproxy, wrk, iperf3 and sockperf with apt-get when missing. Writes bench/results/gateway.json.
+ * Installs haproxy, wrk, iperf3 and sockperf with apt-get when missing. Writes bench/results/gateway.json
+ * (clusterset) or bench/results/gateway-loopback.json.
  */
 import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -33,9 +39,11 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { GATEWAY_NODE_FLAGS } from "../src/gateway/node-flags.js";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "../src/gateway/trust.js";
+import { BACKEND_PORTS, stageClusterset, type ClustersetTopology } from "./gateway-clusterset.js";
 
 const { values } = parseArgs({
   options: {
@@ -47,8 +55,23 @@ const { values } = parseArgs({
     profile: { type: "string" },
     "haproxy-threads": { type: "string" },
     "gateway-node-flags": { type: "string" },
+    on: { type: "string", default: "clusterset" },
+    inside: { type: "string" },
   },
 });
+if (values.on !== "clusterset" && values.on !== "loopback")
+  throw new Error(`--on takes clusterset or loopback, not ${values.on}`);
+if (
+  values.on === "clusterset" &&
+  (values.profile !== undefined || values["gateway-node-flags"] !== undefined)
+)
+  throw new Error(
+    "--profile and --gateway-node-flags change how the bench starts its own gateways: use them with --on loopback",
+  );
+/** Set in the measuring half of a clusterset run (in west's node network): where everything is. */
+const TOPOLOGY = values.inside
+  ? (JSON.parse(readFileSync(values.inside, "utf8")) as ClustersetTopology)
+  : undefined;
 const ONLY = values.only;
 const PHASES = new Set(values.phases.split(","));
 /** HAProxy's threads per process; its default is one per core (2 here). */
@@ -132,11 +155,11 @@ function firstLine(child: ChildProcess): Promise<string> {
   });
 }
 
-async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+async function waitForPort(port: number, host = "127.0.0.1", timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ port, host: "127.0.0.1" }, () => {
+      const s = net.connect({ port, host }, () => {
         s.destroy();
         resolve(true);
       });
@@ -236,7 +259,18 @@ async function startMeridian(backends: Services): Promise<Entry> {
   return { ...local, pids: [a.pid!, b.pid!] };
 }
 
-async function startHaproxy(backends: Services): Promise<Entry> {
+/**
+ * Where the HAProxy pair runs: A's listen address, B's (which A connects to) and the command
+ * prefix that puts B in its network, and the backend's address as B sees it.
+ */
+interface HaproxyPlacement {
+  aHost: string;
+  bHost: string;
+  bPrefix: string[];
+  backendHost: string;
+}
+
+async function startHaproxy(backends: Services, at: HaproxyPlacement): Promise<Entry> {
   const names = SERVICE_NAMES;
   const b = await freePorts();
   const a = await freePorts();
@@ -247,8 +281,8 @@ async function startHaproxy(backends: Services): Promise<Entry> {
     names
       .map(
         (n) =>
-          `frontend fe_${n}\n  bind 127.0.0.1:${b[n]} ssl crt ${east.pem} ca-file ${caFile} verify required\n  default_backend be_${n}\n` +
-          `backend be_${n}\n  server s 127.0.0.1:${backends[n]}\n`,
+          `frontend fe_${n}\n  bind ${at.bHost}:${b[n]} ssl crt ${east.pem} ca-file ${caFile} verify required\n  default_backend be_${n}\n` +
+          `backend be_${n}\n  server s ${at.backendHost}:${backends[n]}\n`,
       )
       .join("\n");
   const aCfg =
@@ -256,36 +290,39 @@ async function startHaproxy(backends: Services): Promise<Entry> {
     names
       .map(
         (n) =>
-          `frontend fe_${n}\n  bind 127.0.0.1:${a[n]}\n  default_backend be_${n}\n` +
-          `backend be_${n}\n  server b 127.0.0.1:${b[n]} ssl crt ${west.pem} ca-file ${caFile} verify required verifyhost east.gateway.${CLUSTERSET}\n`,
+          `frontend fe_${n}\n  bind ${at.aHost}:${a[n]}\n  default_backend be_${n}\n` +
+          `backend be_${n}\n  server b ${at.bHost}:${b[n]} ssl crt ${west.pem} ca-file ${caFile} verify required verifyhost east.gateway.${CLUSTERSET}\n`,
       )
       .join("\n");
   writeFileSync(path.join(dir, "haproxy-b.cfg"), bCfg);
   writeFileSync(path.join(dir, "haproxy-a.cfg"), aCfg);
-  const pb = start("haproxy", ["-f", path.join(dir, "haproxy-b.cfg"), "-db"]);
+  const bArgs = ["haproxy", "-f", path.join(dir, "haproxy-b.cfg"), "-db"];
+  // `ip netns exec` execs haproxy in place, so the pid is HAProxy's own.
+  const pb = start([...at.bPrefix, ...bArgs][0]!, [...at.bPrefix, ...bArgs].slice(1));
   const pa = start("haproxy", ["-f", path.join(dir, "haproxy-a.cfg"), "-db"]);
   // Not the iperf frontends: a probe connection would reach iperf3 and upset it.
-  for (const n of ["http", "echo"] as const) await waitForPort(a[n]);
+  for (const n of ["http", "echo"] as const) await waitForPort(a[n], at.aHost);
   return { ...a, pids: [pa.pid!, pb.pid!] };
 }
 
 /** A fresh one-off iperf3 server per run: a half-open probe connection can kill a long-lived one. */
-async function throughput(port: number): Promise<number> {
-  const server = start("iperf3", ["-s", "-1", "-p", String(iperfPort)]);
+async function throughput(host: string, port: number): Promise<number> {
+  // On the clusterset the backend pod restarts its own one-off server after every test.
+  const server = TOPOLOGY ? undefined : start("iperf3", ["-s", "-1", "-p", String(iperfPort)]);
   await sleep(400);
-  const out = execFileSync("iperf3", ["-c", "127.0.0.1", "-p", String(port), "-t", String(SECONDS), "-J"], {
+  const out = execFileSync("iperf3", ["-c", host, "-p", String(port), "-t", String(SECONDS), "-J"], {
     encoding: "utf8",
     timeout: (SECONDS + 20) * 1000,
   });
-  server.kill();
+  server?.kill();
   const json = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
   return json.end.sum_received.bits_per_second / 8 / 1e6; // MB/s
 }
 
-function connectionsPerSecond(port: number): { rate: number; errors: string } {
+function connectionsPerSecond(host: string, port: number): { rate: number; errors: string } {
   const out = execFileSync(
     "wrk",
-    ["-t2", "-c32", `-d${SECONDS}s`, "-H", "Connection: close", `http://127.0.0.1:${port}/`],
+    ["-t2", "-c32", `-d${SECONDS}s`, "-H", "Connection: close", `http://${host}:${port}/`],
     {
       encoding: "utf8",
       timeout: (SECONDS + 20) * 1000,
@@ -306,15 +343,17 @@ const percentile = (xs: number[], p: number): number => {
  * ping-pong client, so the client's own pauses do not dominate the tail as a Node client's did),
  * in ms. Every observation is kept so that rounds can be pooled before taking percentiles.
  */
-function roundTrips(port: number, seconds: number, attempt = 1): number[] {
+function roundTrips(host: string, port: number, seconds: number, attempt = 1): number[] {
   const log = path.join(dir, `sockperf-${port}.csv`);
   let output: string;
   try {
     output = execFileSync(
       "sockperf",
-      ["ping-pong", "--tcp", "-i", "127.0.0.1", "-p", String(port), "-m", "64", "-t", String(seconds)].concat(
-        ["--full-rtt", "--full-log", log],
-      ),
+      ["ping-pong", "--tcp", "-i", host, "-p", String(port), "-m", "64", "-t", String(seconds)].concat([
+        "--full-rtt",
+        "--full-log",
+        log,
+      ]),
       { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: (seconds + 20) * 1000 },
     );
   } catch (err) {
@@ -328,21 +367,19 @@ function roundTrips(port: number, seconds: number, attempt = 1): number[] {
     }
   rmSync(log, { force: true });
   if (rtt.length > 0) return rtt;
-  if (attempt < 3) return roundTrips(port, seconds, attempt + 1);
+  if (attempt < 3) return roundTrips(host, port, seconds, attempt + 1);
   throw new Error(`sockperf measured no round trip through port ${port}: ${output.slice(-400)}`);
 }
 
 /** Full connect + 64-byte echo + close, repeated for up to `seconds`, in ms. */
-async function connectEchoClose(port: number, seconds: number): Promise<number[]> {
+async function connectEchoClose(host: string, port: number, seconds: number): Promise<number[]> {
   const payload = Buffer.alloc(64, 1);
   const connect: number[] = [];
   const deadline = Date.now() + seconds * 1000;
   for (let i = 0; i < 400 && Date.now() < deadline; i++) {
     const t = process.hrtime.bigint();
     await new Promise<void>((resolve, reject) => {
-      const c = net.connect({ port, host: "127.0.0.1", noDelay: true, allowHalfOpen: true }, () =>
-        c.end(payload),
-      );
+      const c = net.connect({ port, host, noDelay: true, allowHalfOpen: true }, () => c.end(payload));
       c.on("data", () => {});
       c.on("error", reject);
       c.setTimeout(5000, () => c.destroy(new Error("echo timed out")));
@@ -358,6 +395,7 @@ async function connectEchoClose(port: number, seconds: number): Promise<number[]
 
 /** RSS growth of the proxies while `IDLE` connections sit open, scaled to 10k connections. */
 async function idleMemory(
+  host: string,
   port: number,
   pids: number[],
 ): Promise<{ perTenThousandMiB: number; opened: number }> {
@@ -371,7 +409,7 @@ async function idleMemory(
         { length: Math.min(250, IDLE - i) },
         () =>
           new Promise<void>((resolve) => {
-            const s = net.connect({ port, host: "127.0.0.1" }, () => s.write("x"));
+            const s = net.connect({ port, host }, () => s.write("x"));
             s.once("data", () => {
               opened++;
               resolve();
@@ -391,6 +429,8 @@ async function idleMemory(
 
 interface System {
   name: "direct" | "meridian" | "haproxy";
+  /** Where clients connect: `host` and the port of each service. */
+  host: string;
   entry: Services;
   pids: number[];
 }
@@ -440,7 +480,7 @@ async function measureInterleaved(systems: System[]): Promise<Map<string, Tally>
       process.stderr.write(`round ${round + 1}/${ROUNDS} ${s.name}: `);
       if (PHASES.has("throughput")) {
         const before = cpu(s);
-        const mbps = await throughput(s.entry.iperf);
+        const mbps = await throughput(s.host, s.entry.iperf);
         const cpuSeconds = cpu(s) - before;
         t.throughputCpuSeconds += cpuSeconds;
         t.megabytes += mbps * SECONDS;
@@ -453,7 +493,7 @@ async function measureInterleaved(systems: System[]): Promise<Map<string, Tally>
       // the ephemeral port range with TIME_WAIT sockets for the other systems' turns.
       if (PHASES.has("connections") && (s.pids.length > 0 || round === 0)) {
         const before = cpu(s);
-        const conns = connectionsPerSecond(s.entry.http);
+        const conns = connectionsPerSecond(s.host, s.entry.http);
         t.connCpuSeconds += cpu(s) - before;
         t.connections += conns.rate * SECONDS;
         t.connRates.push(conns.rate);
@@ -461,9 +501,9 @@ async function measureInterleaved(systems: System[]): Promise<Map<string, Tally>
         process.stderr.write(`${conns.rate.toFixed(0)} conn/s; `);
       }
       if (PHASES.has("latency")) {
-        const rtt = roundTrips(s.entry.sockperf, SECONDS);
+        const rtt = roundTrips(s.host, s.entry.sockperf, SECONDS);
         t.rtt = t.rtt.concat(rtt);
-        t.connect = t.connect.concat(await connectEchoClose(s.entry.echo, SECONDS));
+        t.connect = t.connect.concat(await connectEchoClose(s.host, s.entry.echo, SECONDS));
         process.stderr.write(`RTT p99 ${percentile(rtt, 99).toFixed(3)} ms`);
       }
       process.stderr.write("\n");
@@ -500,15 +540,8 @@ function summarize(t: Tally, proxied: boolean) {
   };
 }
 
-const iperfPort = await freePort();
-const runsFrom = meridianRunsFrom();
-if (runsFrom !== "dist")
-  process.stderr.write("warning: dist/ is stale, gateways run from source; npm run build first\n");
-try {
-  ensureTools();
-  if (ONLY === undefined && PHASES.size < 4) throw new Error("--phases goes with --only");
-  if (ONLY !== undefined && ONLY !== "meridian" && ONLY !== "haproxy")
-    throw new Error("--only takes meridian or haproxy");
+/** Backends on loopback: echo and HTTP (bench/gateway-backend.ts), sockperf; iperf3 per run. */
+async function startLoopbackBackends(): Promise<Services> {
   const backendProc = start(process.execPath, [
     "--import",
     "tsx",
@@ -518,16 +551,72 @@ try {
   const sockperfPort = await freePort();
   start("sockperf", ["server", "--tcp", "-i", "127.0.0.1", "-p", String(sockperfPort)]);
   await waitForPort(sockperfPort);
-  const backends: Services = { iperf: iperfPort, http: ports.http, echo: ports.echo, sockperf: sockperfPort };
+  return { iperf: iperfPort, http: ports.http, echo: ports.echo, sockperf: sockperfPort };
+}
 
-  const systems: System[] = [{ name: "direct", entry: backends, pids: [] }];
+/**
+ * The host's half of a clusterset run: stage the clusterset (bench/gateway-clusterset.ts), run
+ * this script again in west's node network to measure, and tear the clusterset down.
+ */
+async function runOnClusterset(): Promise<void> {
+  ensureTools();
+  const staged = await stageClusterset(repo, (line) => process.stderr.write(`${line}\n`));
+  try {
+    const child = spawn(
+      "ip",
+      ["netns", "exec", staged.topology.westNamespace, process.execPath, "--import", "tsx",
+        fileURLToPath(import.meta.url), ...process.argv.slice(2), "--inside", staged.topologyFile],
+      { stdio: "inherit", cwd: repo },
+    ); // prettier-ignore
+    const code = await new Promise<number>((resolve) => child.once("exit", (c) => resolve(c ?? 1)));
+    if (code !== 0) process.exitCode = code;
+  } finally {
+    await staged.teardown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const iperfPort = await freePort();
+const runsFrom = meridianRunsFrom();
+if (runsFrom !== "dist")
+  process.stderr.write("warning: dist/ is stale, gateways run from source; npm run build first\n");
+if (values.on === "clusterset" && !TOPOLOGY) {
+  await runOnClusterset();
+  process.exit();
+}
+try {
+  ensureTools();
+  if (ONLY === undefined && PHASES.size < 4) throw new Error("--phases goes with --only");
+  if (ONLY !== undefined && ONLY !== "meridian" && ONLY !== "haproxy")
+    throw new Error("--only takes meridian or haproxy");
+  const backends = TOPOLOGY ? BACKEND_PORTS : await startLoopbackBackends();
+  const systems: System[] = [
+    { name: "direct", host: TOPOLOGY?.westBackend ?? "127.0.0.1", entry: backends, pids: [] },
+  ];
   if (ONLY !== "haproxy") {
-    const entry = await startMeridian(backends);
-    systems.push({ name: "meridian", entry, pids: entry.pids });
+    if (TOPOLOGY)
+      systems.push({
+        name: "meridian",
+        host: TOPOLOGY.clusterSetIP,
+        entry: backends,
+        pids: TOPOLOGY.gatewayPids,
+      });
+    else {
+      const entry = await startMeridian(backends);
+      systems.push({ name: "meridian", host: "127.0.0.1", entry, pids: entry.pids });
+    }
   }
   if (ONLY !== "meridian") {
-    const entry = await startHaproxy(backends);
-    systems.push({ name: "haproxy", entry, pids: entry.pids });
+    const at: HaproxyPlacement = TOPOLOGY
+      ? {
+          aHost: TOPOLOGY.westNodeAddress,
+          bHost: TOPOLOGY.eastGatewayAddress,
+          bPrefix: ["ip", "netns", "exec", TOPOLOGY.eastNamespace],
+          backendHost: TOPOLOGY.eastBackend,
+        }
+      : { aHost: "127.0.0.1", bHost: "127.0.0.1", bPrefix: [], backendHost: "127.0.0.1" };
+    const entry = await startHaproxy(backends, at);
+    systems.push({ name: "haproxy", host: at.aHost, entry, pids: entry.pids });
   }
   const tallies = await measureInterleaved(systems);
   // Memory last and one system at a time: idle connections left behind would load the others.
@@ -535,7 +624,7 @@ try {
   if (PHASES.has("memory"))
     for (const s of systems.filter((x) => x.pids.length > 0)) {
       process.stderr.write(`${s.name}: ${IDLE} idle connections…\n`);
-      memory.set(s.name, await idleMemory(s.entry.echo, s.pids));
+      memory.set(s.name, await idleMemory(s.host, s.entry.echo, s.pids));
     }
   const report = (s: System) => {
     const mem = memory.get(s.name);
@@ -549,7 +638,9 @@ try {
   const reports = systems.map(report);
   const direct = reports[0]!;
   const proxies = reports.slice(1);
-  for (const s of systems.slice(1)) for (const pid of s.pids) process.kill(pid, "SIGTERM");
+  // The clusterset's gateways are its own, stopped with it.
+  for (const s of systems.slice(1))
+    if (!(TOPOLOGY && s.name === "meridian")) for (const pid of s.pids) process.kill(pid, "SIGTERM");
   await sleep(PROFILE ? 3000 : 500); // profiles are written on exit
   if (ONLY !== undefined) {
     process.stdout.write(`${JSON.stringify({ direct, [ONLY]: proxies[0]! }, null, 2)}\n`);
@@ -568,8 +659,10 @@ try {
       memoryGiB: Math.round(os.totalmem() / 2 ** 30),
       node: process.version,
     },
-    topology:
-      "client → A → mTLS (TLS 1.3, ECDSA P-256, client certs verified) → B → backend; all on 127.0.0.1",
+    on: TOPOLOGY ? "local clusterset" : "loopback",
+    topology: TOPOLOGY
+      ? "client (west's node network) → A (west) → mTLS (TLS 1.3, ECDSA P-256, client certs verified) over the clusterset's shared network → B (east) → backend pod in east; Meridian: the clusterset's own gateways by the service's ClusterSetIP; direct: a backend pod in west"
+      : "client → A → mTLS (TLS 1.3, ECDSA P-256, client certs verified) → B → backend; all on 127.0.0.1",
     peer: execFileSync("haproxy", ["-v"], { encoding: "utf8" }).split("\n")[0],
     haproxyThreadsPerProcess: HAPROXY_THREADS ? Number(HAPROXY_THREADS) : os.cpus().length,
     meridianThreadsPerProcess: 1,
@@ -608,13 +701,14 @@ try {
       idleMemory: +((meridian.idleMemoryMiBPer10k ?? 0) / (haproxy.idleMemoryMiBPer10k ?? 1)).toFixed(2),
     },
   };
-  writeFileSync(path.join(repo, "bench/results/gateway.json"), `${JSON.stringify(result, null, 2)}\n`);
+  const resultsFile = TOPOLOGY ? "gateway.json" : "gateway-loopback.json";
+  writeFileSync(path.join(repo, "bench/results", resultsFile), `${JSON.stringify(result, null, 2)}\n`);
   const row = (label: string, m: string, h: string, r: string, goal: string): string =>
     `| ${label} | ${m} | ${h} | ${r} | ${goal} |`;
   const f = (n: number): string => n.toFixed(3);
   process.stdout.write(
     [
-      "| gateway pair, loopback, 2 cores | Meridian | HAProxy 2.6 | ratio | goal |",
+      `| gateway pair, ${TOPOLOGY ? "local clusterset" : "loopback"}, ${os.cpus().length} cores | Meridian | HAProxy 2.6 | ratio | goal |`,
       "|---|---|---|---|---|",
       row(
         "bulk throughput (iperf3, 1 stream)",

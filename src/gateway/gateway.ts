@@ -617,15 +617,18 @@ export class Gateway {
       }
       this.track(tunnel);
       let accepted = false;
-      const r = await bridge(client, tunnel, Buffer.alloc(0), this.limits.idleTimeoutMs, {
-        open,
-        early,
-        replyTimeoutMs: this.limits.connectTimeoutMs,
-        onAccepted: () => {
-          accepted = true;
-          this.health.connectResult(clusterId, true);
-          this.serviceHealth.connectResult(serviceKey(clusterId, route.service), true);
-          this.metrics.connectionsActive.inc(labels);
+      const r = await bridge(client, tunnel, this.limits.idleTimeoutMs, {
+        role: "importing",
+        opening: {
+          open,
+          early,
+          replyTimeoutMs: this.limits.connectTimeoutMs,
+          onAccepted: () => {
+            accepted = true;
+            this.health.connectResult(clusterId, true);
+            this.serviceHealth.connectResult(serviceKey(clusterId, route.service), true);
+            this.metrics.connectionsActive.inc(labels);
+          },
         },
       });
       this.activeSockets.delete(tunnel);
@@ -806,14 +809,11 @@ export class Gateway {
       const ok = reply("ok");
       const leadsWithReply = (req.version ?? VERSION) >= 2;
       if (!leadsWithReply) socket.write(ok);
-      const r = await bridge(
-        backend,
-        socket,
-        rest,
-        this.limits.idleTimeoutMs,
-        undefined,
-        leadsWithReply ? ok : undefined,
-      );
+      const r = await bridge(backend, socket, this.limits.idleTimeoutMs, {
+        role: "exporting",
+        initial: rest,
+        ...(leadsWithReply ? { reply: ok } : {}),
+      });
       // For inbound, "sent" is towards the service: what the backend received.
       this.finishMetrics(labels, r.clean, r.toPlain, r.fromPlain);
       return r.reusable ? r.leftover : undefined;

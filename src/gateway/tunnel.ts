@@ -70,6 +70,17 @@ export interface OpeningStream {
   onAccepted?: () => void;
 }
 
+/** Which end of a stream this gateway is, and what that end starts with. */
+export type StreamEnd =
+  | { role: "importing"; opening: OpeningStream }
+  | {
+      role: "exporting";
+      /** Stream bytes that arrived with the OPEN. */
+      initial: Buffer;
+      /** The reply still to send (absent when it has been sent already). */
+      reply?: Buffer;
+    };
+
 /**
  * A chunk at least this large is bulk: its DATA frame is written without a copy, and the socket it
  * goes to stays corked until the turn ends so that a turn's bulk chunks leave in one writev.
@@ -138,23 +149,22 @@ class TurnCork {
  * open and paused when the stream ends cleanly, so the caller can reuse it; on any error or idle
  * timeout both are destroyed.
  *
- * With `opening` (the client gateway's side), the OPEN and the early data are written first and
- * the client's bytes flow on without waiting for the reply; the first byte from the tunnel is the
- * reply. A refusal, or a tunnel that fails before replying, ends the attempt with `notOpened` and
- * leaves the client open for another cluster (after a refusal our direction is closed with a FIN,
- * so the tunnel is reusable).
+ * On the importing end, the OPEN and the early data are written first and the client's bytes flow
+ * on without waiting for the reply; the first byte from the tunnel is the reply. A refusal, or a
+ * tunnel that fails before replying, ends the attempt with `notOpened` and leaves the client open
+ * for another cluster (after a refusal our direction is closed with a FIN, so the tunnel is
+ * reusable).
  *
- * With `reply` (the exporting side's "ok"), the reply waits briefly to leave with the backend's
- * first bytes or its end.
+ * On the exporting end, `reply` (the "ok") waits briefly to leave with the backend's first bytes
+ * or its end.
  */
 export function bridge(
   plain: Socket,
   tunnel: TLSSocket,
-  initial: Buffer,
   idleTimeoutMs: number,
-  opening?: OpeningStream,
-  reply?: Buffer,
+  end: StreamEnd,
 ): Promise<BridgeResult> {
+  const opening = end.role === "importing" ? end.opening : undefined;
   return new Promise((resolve) => {
     const decoder = new FrameDecoder();
     const early = opening?.early;
@@ -364,8 +374,10 @@ export function bridge(
       }
       replyTimer = setTimeout(() => notOpened(undefined), opening.replyTimeoutMs);
     }
-    if (reply) holdLead(reply);
-    if (initial.length > 0) onTunnelData(initial);
+    if (end.role === "exporting") {
+      if (end.reply) holdLead(end.reply);
+      if (end.initial.length > 0) onTunnelData(end.initial);
+    }
     if (settled) return;
     if (!gotFin) tunnel.resume();
     if (plainReadable && !(early && early.bytes >= EARLY_DATA_LIMIT)) plain.resume();
