@@ -44,6 +44,16 @@ import { parseArgs } from "node:util";
 import { GATEWAY_NODE_FLAGS } from "../src/gateway/node-flags.js";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "../src/gateway/trust.js";
 import { BACKEND_PORTS, stageClusterset, type ClustersetTopology } from "./gateway-clusterset.js";
+import {
+  connectEchoClose,
+  connectionsPerSecond,
+  cpuSeconds,
+  idleMemory,
+  median,
+  percentile,
+  roundTrips,
+  throughput,
+} from "./gateway-phases.js";
 
 const { values } = parseArgs({
   options: {
@@ -171,17 +181,6 @@ async function waitForPort(port: number, host = "127.0.0.1", timeoutMs = 10_000)
   }
 }
 
-/** CPU seconds (user + system) a process has used, from /proc (clock ticks of 1/100 s). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-function rssKiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(m?.[1] ?? 0);
-}
-
 // ── PKI: one root, a certificate per side, made with Meridian's own issuer for both systems ──
 const root = createTrustRoot(CLUSTERSET);
 function issue(clusterId: string): { cert: string; key: string; pem: string } {
@@ -305,128 +304,6 @@ async function startHaproxy(backends: Services, at: HaproxyPlacement): Promise<E
   return { ...a, pids: [pa.pid!, pb.pid!] };
 }
 
-/** A fresh one-off iperf3 server per run: a half-open probe connection can kill a long-lived one. */
-async function throughput(host: string, port: number): Promise<number> {
-  // On the clusterset the backend pod restarts its own one-off server after every test.
-  const server = TOPOLOGY ? undefined : start("iperf3", ["-s", "-1", "-p", String(iperfPort)]);
-  await sleep(400);
-  const out = execFileSync("iperf3", ["-c", host, "-p", String(port), "-t", String(SECONDS), "-J"], {
-    encoding: "utf8",
-    timeout: (SECONDS + 20) * 1000,
-  });
-  server?.kill();
-  const json = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
-  return json.end.sum_received.bits_per_second / 8 / 1e6; // MB/s
-}
-
-function connectionsPerSecond(host: string, port: number): { rate: number; errors: string } {
-  const out = execFileSync(
-    "wrk",
-    ["-t2", "-c32", `-d${SECONDS}s`, "-H", "Connection: close", `http://${host}:${port}/`],
-    {
-      encoding: "utf8",
-      timeout: (SECONDS + 20) * 1000,
-    },
-  );
-  const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
-  const errors = /Socket errors:[^\n]*/.exec(out)?.[0] ?? "none";
-  return { rate, errors };
-}
-
-const percentile = (xs: number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
-
-/**
- * 64-byte round trips on one open connection, as many as fit in `seconds`, by sockperf (a C
- * ping-pong client, so the client's own pauses do not dominate the tail as a Node client's did),
- * in ms. Every observation is kept so that rounds can be pooled before taking percentiles.
- */
-function roundTrips(host: string, port: number, seconds: number, attempt = 1): number[] {
-  const log = path.join(dir, `sockperf-${port}.csv`);
-  let output: string;
-  try {
-    output = execFileSync(
-      "sockperf",
-      ["ping-pong", "--tcp", "-i", host, "-p", String(port), "-m", "64", "-t", String(seconds)].concat([
-        "--full-rtt",
-        "--full-log",
-        log,
-      ]),
-      { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: (seconds + 20) * 1000 },
-    );
-  } catch (err) {
-    output = String((err as { stderr?: string }).stderr ?? err);
-  }
-  const rtt: number[] = [];
-  if (existsSync(log))
-    for (const line of readFileSync(log, "utf8").split("\n")) {
-      const fields = line.split(",");
-      if (fields.length === 4 && /^\d+$/.test(fields[0]!)) rtt.push(Number(fields[3]) / 1000);
-    }
-  rmSync(log, { force: true });
-  if (rtt.length > 0) return rtt;
-  if (attempt < 3) return roundTrips(host, port, seconds, attempt + 1);
-  throw new Error(`sockperf measured no round trip through port ${port}: ${output.slice(-400)}`);
-}
-
-/** Full connect + 64-byte echo + close, repeated for up to `seconds`, in ms. */
-async function connectEchoClose(host: string, port: number, seconds: number): Promise<number[]> {
-  const payload = Buffer.alloc(64, 1);
-  const connect: number[] = [];
-  const deadline = Date.now() + seconds * 1000;
-  for (let i = 0; i < 400 && Date.now() < deadline; i++) {
-    const t = process.hrtime.bigint();
-    await new Promise<void>((resolve, reject) => {
-      const c = net.connect({ port, host, noDelay: true, allowHalfOpen: true }, () => c.end(payload));
-      c.on("data", () => {});
-      c.on("error", reject);
-      c.setTimeout(5000, () => c.destroy(new Error("echo timed out")));
-      c.on("end", () => {
-        c.destroy();
-        resolve();
-      });
-    });
-    if (i >= 20) connect.push(Number(process.hrtime.bigint() - t) / 1e6);
-  }
-  return connect;
-}
-
-/** RSS growth of the proxies while `IDLE` connections sit open, scaled to 10k connections. */
-async function idleMemory(
-  host: string,
-  port: number,
-  pids: number[],
-): Promise<{ perTenThousandMiB: number; opened: number }> {
-  const sum = (): number => pids.reduce((s, p) => s + rssKiB(p), 0);
-  const before = sum();
-  const sockets: net.Socket[] = [];
-  let opened = 0;
-  for (let i = 0; i < IDLE; i += 250) {
-    await Promise.all(
-      Array.from(
-        { length: Math.min(250, IDLE - i) },
-        () =>
-          new Promise<void>((resolve) => {
-            const s = net.connect({ port, host }, () => s.write("x"));
-            s.once("data", () => {
-              opened++;
-              resolve();
-            });
-            s.on("error", () => resolve());
-            sockets.push(s);
-          }),
-      ),
-    );
-  }
-  await sleep(1500);
-  const after = sum();
-  for (const s of sockets) s.destroy();
-  await sleep(1500);
-  return { perTenThousandMiB: ((after - before) / 1024) * (10_000 / Math.max(1, opened)), opened };
-}
-
 interface System {
   name: "direct" | "meridian" | "haproxy";
   /** Where clients connect: `host` and the port of each service. */
@@ -447,8 +324,6 @@ interface Tally {
   rtt: number[];
   connect: number[];
 }
-
-const median = (xs: number[]): number => percentile(xs, 50);
 
 /**
  * Runs every phase in `ROUNDS` rounds; in each round every system takes its turn, in an order
@@ -480,7 +355,13 @@ async function measureInterleaved(systems: System[]): Promise<Map<string, Tally>
       process.stderr.write(`round ${round + 1}/${ROUNDS} ${s.name}: `);
       if (PHASES.has("throughput")) {
         const before = cpu(s);
-        const mbps = await throughput(s.host, s.entry.iperf);
+        const mbps = await throughput(
+          s.host,
+          s.entry.iperf,
+          SECONDS,
+          // On the clusterset the backend pod restarts its own one-off server after every test.
+          TOPOLOGY ? undefined : () => start("iperf3", ["-s", "-1", "-p", String(iperfPort)]),
+        );
         const cpuSeconds = cpu(s) - before;
         t.throughputCpuSeconds += cpuSeconds;
         t.megabytes += mbps * SECONDS;
@@ -493,7 +374,7 @@ async function measureInterleaved(systems: System[]): Promise<Map<string, Tally>
       // the ephemeral port range with TIME_WAIT sockets for the other systems' turns.
       if (PHASES.has("connections") && (s.pids.length > 0 || round === 0)) {
         const before = cpu(s);
-        const conns = connectionsPerSecond(s.host, s.entry.http);
+        const conns = connectionsPerSecond(s.host, s.entry.http, SECONDS);
         t.connCpuSeconds += cpu(s) - before;
         t.connections += conns.rate * SECONDS;
         t.connRates.push(conns.rate);
@@ -624,7 +505,7 @@ try {
   if (PHASES.has("memory"))
     for (const s of systems.filter((x) => x.pids.length > 0)) {
       process.stderr.write(`${s.name}: ${IDLE} idle connections…\n`);
-      memory.set(s.name, await idleMemory(s.host, s.entry.echo, s.pids));
+      memory.set(s.name, await idleMemory(s.host, s.entry.echo, s.pids, IDLE));
     }
   const report = (s: System) => {
     const mem = memory.get(s.name);
