@@ -111,37 +111,71 @@ function importRoutes(state: MemberRoutingState, mcsSlices: Map<string, V1Endpoi
   const policies = new Map(
     [...state.trafficPolicies].map((p) => [key(p.metadata?.namespace, p.spec.serviceRef?.name), p.spec]),
   );
-  const routes: ImportRoute[] = [];
-  for (const si of state.serviceImports) {
-    // Headless imports name pods directly: without a flat network there is nothing to route.
-    if (si.spec.type !== "ClusterSetIP" || si.metadata?.annotations?.[ANNOTATION_MODE] === "flat") continue;
-    const vip = preferredIp(si.spec.ips);
-    // Ports the controller allocated, where this member's slices point at the gateway itself.
-    const allocated = parseListenPorts(si.metadata?.annotations?.[ANNOTATION_GATEWAY_LISTEN_PORTS]);
-    if (allocated.size === 0 && state.listenOn === "cluster-set-ip" && !vip) continue;
-    const service = key(si.metadata?.namespace, si.metadata?.name);
-    const bySource = [
-      ...groupBy(mcsSlices.get(service) ?? [], (s) => s.metadata?.labels?.[LABEL_SOURCE_CLUSTER]),
-    ].sort(([a], [b]) => a.localeCompare(b));
-    const policy = policies.get(service);
-    for (const port of si.spec.ports ?? []) {
-      if ((port.protocol ?? "TCP") !== "TCP") continue;
-      const listenPort = allocated.get(portRef(port.name, port.protocol));
-      if (allocated.size > 0 && listenPort === undefined) continue;
-      routes.push({
-        service,
-        port: port.port,
-        ...(listenPort !== undefined
-          ? { listenPort }
-          : state.listenOn === "cluster-set-ip"
-            ? { listenHost: vip, listenPort: port.port }
-            : { listenPort: 0 }),
-        ...routeTargets(state.clusterId, bySource, port.name),
-        ...(policy ? { policy: withoutServiceRef(policy) } : {}),
-      });
-    }
-  }
+  const routes = [...state.serviceImports].flatMap((si) => routesOfImport(state, si, mcsSlices, policies));
   return routes.sort((a, b) => `${a.service}:${a.port}`.localeCompare(`${b.service}:${b.port}`));
+}
+
+/** One ServiceImport's routes: one per TCP port this member's gateway serves it on. */
+function routesOfImport(
+  state: MemberRoutingState,
+  si: ServiceImport & KubernetesObject,
+  mcsSlices: Map<string, V1EndpointSlice[]>,
+  policies: Map<string, TrafficPolicy["spec"]>,
+): ImportRoute[] {
+  const listen = importListener(state, si);
+  if (!listen) return [];
+  const service = key(si.metadata?.namespace, si.metadata?.name);
+  const bySource = [
+    ...groupBy(mcsSlices.get(service) ?? [], (s) => s.metadata?.labels?.[LABEL_SOURCE_CLUSTER]),
+  ].sort(([a], [b]) => a.localeCompare(b));
+  const policy = policies.get(service);
+  const routes: ImportRoute[] = [];
+  for (const port of si.spec.ports ?? []) {
+    if ((port.protocol ?? "TCP") !== "TCP") continue;
+    const listenPort = listen.allocated.get(portRef(port.name, port.protocol));
+    if (listen.allocated.size > 0 && listenPort === undefined) continue;
+    routes.push({
+      service,
+      port: port.port,
+      ...listenAddress(state.listenOn, listen.vip, port.port, listenPort),
+      ...routeTargets(state.clusterId, bySource, port.name),
+      ...(policy ? { policy: withoutServiceRef(policy) } : {}),
+    });
+  }
+  return routes;
+}
+
+/**
+ * What this member's gateway can listen on for an import: its ClusterSetIP and the ports the
+ * controller allocated (where this member's slices point at the gateway itself); undefined when it
+ * serves the import not at all.
+ */
+function importListener(
+  state: MemberRoutingState,
+  si: ServiceImport & KubernetesObject,
+): { vip: string | undefined; allocated: Map<string, number> } | undefined {
+  // Headless imports name pods directly: without a flat network there is nothing to route.
+  if (si.spec.type !== "ClusterSetIP" || si.metadata?.annotations?.[ANNOTATION_MODE] === "flat")
+    return undefined;
+  const vip = preferredIp(si.spec.ips);
+  const allocated = parseListenPorts(si.metadata?.annotations?.[ANNOTATION_GATEWAY_LISTEN_PORTS]);
+  if (allocated.size === 0 && state.listenOn === "cluster-set-ip" && !vip) return undefined;
+  return { vip, allocated };
+}
+
+/**
+ * Where the gateway listens for an import's port: the port the controller allocated, else the
+ * ClusterSetIP and the service port (when the gateway serves ClusterSetIPs), else any free port.
+ */
+function listenAddress(
+  listenOn: MemberRoutingState["listenOn"],
+  vip: string | undefined,
+  servicePort: number,
+  allocatedPort: number | undefined,
+): Pick<ImportRoute, "listenHost" | "listenPort"> {
+  if (allocatedPort !== undefined) return { listenPort: allocatedPort };
+  if (listenOn === "cluster-set-ip") return { listenHost: vip, listenPort: servicePort };
+  return { listenPort: 0 };
 }
 
 /** Remote clusters with their ready endpoint counts; this cluster's own endpoints, reached directly. */

@@ -127,21 +127,26 @@ export function decodeOpen(buf: Buffer): DecodeResult<OpenRequest> {
   const service = nameBytes.toString("ascii");
   if (kind === "connect" && (!isServiceKey(service) || port === 0))
     return { state: "error", message: "connect needs namespace/name and a port" };
-  let consumed = HEADER_FIXED + length;
-  let sourceNamespace: string | undefined;
-  if (version >= VERSION_WITH_NAMESPACE) {
-    if (buf.length < consumed + 1) return { state: "incomplete" };
-    const nsLength = buf[consumed]!;
-    if (buf.length < consumed + 1 + nsLength) return { state: "incomplete" };
-    sourceNamespace = buf.toString("latin1", consumed + 1, consumed + 1 + nsLength);
-    if (!LABEL.test(sourceNamespace)) return { state: "error", message: "bad source namespace" };
-    consumed += 1 + nsLength;
-  }
+  const request: OpenRequest = { kind, service, port, version };
+  const consumed = HEADER_FIXED + length;
+  if (version < VERSION_WITH_NAMESPACE) return { state: "done", value: request, consumed };
+  const ns = decodeSourceNamespace(buf, consumed);
+  if (ns.state !== "done") return ns;
   return {
     state: "done",
-    value: { kind, service, port, version, ...(sourceNamespace !== undefined ? { sourceNamespace } : {}) },
-    consumed,
+    value: { ...request, sourceNamespace: ns.value },
+    consumed: consumed + ns.consumed,
   };
+}
+
+/** The length-prefixed source namespace that OPENs carry from VERSION_WITH_NAMESPACE on, at `offset`. */
+function decodeSourceNamespace(buf: Buffer, offset: number): DecodeResult<string> {
+  if (buf.length < offset + 1) return { state: "incomplete" };
+  const nsLength = buf[offset]!;
+  if (buf.length < offset + 1 + nsLength) return { state: "incomplete" };
+  const ns = buf.toString("latin1", offset + 1, offset + 1 + nsLength);
+  if (!LABEL.test(ns)) return { state: "error", message: "bad source namespace" };
+  return { state: "done", value: ns, consumed: 1 + nsLength };
 }
 
 export const FrameType = { data: 0, fin: 1 } as const;
