@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { Option } from "commander";
-import type { KubernetesObject, V1ConfigMap } from "@kubernetes/client-node";
+import type { KubernetesObject, V1ConfigMap, V1EndpointSlice } from "@kubernetes/client-node";
 import {
   LABEL_SERVICE_NAME,
   LABEL_SOURCE_CLUSTER,
@@ -87,16 +87,6 @@ async function observeConsumer(
       namespace,
       labelSelector: `${LABEL_SERVICE_NAME}=${service}`,
     });
-    const byCluster = new Map<string, { ready: number; notReady: number }>();
-    for (const slice of slices.items) {
-      const source = slice.metadata?.labels?.[LABEL_SOURCE_CLUSTER] ?? "?";
-      const counts = byCluster.get(source) ?? { ready: 0, notReady: 0 };
-      for (const ep of slice.endpoints ?? []) {
-        if (ep.conditions?.ready === false) counts.notReady += ep.addresses.length;
-        else counts.ready += ep.addresses.length;
-      }
-      byCluster.set(source, counts);
-    }
     const gateway = parseGatewayStatus(
       await client.read<V1ConfigMap & KubernetesObject>({
         apiVersion: "v1",
@@ -105,25 +95,40 @@ async function observeConsumer(
       }),
     );
     return {
-      ...(si
-        ? {
-            serviceImport: {
-              type: si.spec.type,
-              ips: si.spec.ips ?? [],
-              ports: si.spec.ports ?? [],
-              clusters: (si.status?.clusters ?? []).map((c) => c.cluster),
-              flat: si.metadata.annotations?.[ANNOTATION_MODE] === "flat",
-            },
-          }
-        : {}),
-      endpoints: [...byCluster]
-        .map(([cluster, c]) => ({ cluster, ...c }))
-        .sort((a, b) => a.cluster.localeCompare(b.cluster)),
+      ...(si ? { serviceImport: importSummary(si) } : {}),
+      endpoints: endpointCounts(slices.items),
       ...(gateway ? { gateway } : {}),
     };
   } catch {
     return { endpoints: [] };
   }
+}
+
+function importSummary(si: ServiceImport & KubernetesObject): NonNullable<ExplainInput["serviceImport"]> {
+  return {
+    type: si.spec.type,
+    ips: si.spec.ips ?? [],
+    ports: si.spec.ports ?? [],
+    clusters: (si.status?.clusters ?? []).map((c) => c.cluster),
+    flat: si.metadata?.annotations?.[ANNOTATION_MODE] === "flat",
+  };
+}
+
+/** Ready and not-ready endpoint addresses per source cluster, by cluster name. */
+function endpointCounts(slices: V1EndpointSlice[]): ExplainInput["endpoints"] {
+  const byCluster = new Map<string, { ready: number; notReady: number }>();
+  for (const slice of slices) {
+    const source = slice.metadata?.labels?.[LABEL_SOURCE_CLUSTER] ?? "?";
+    const counts = byCluster.get(source) ?? { ready: 0, notReady: 0 };
+    for (const ep of slice.endpoints ?? []) {
+      if (ep.conditions?.ready === false) counts.notReady += ep.addresses.length;
+      else counts.ready += ep.addresses.length;
+    }
+    byCluster.set(source, counts);
+  }
+  return [...byCluster]
+    .map(([cluster, c]) => ({ cluster, ...c }))
+    .sort((a, b) => a.cluster.localeCompare(b.cluster));
 }
 
 /** DNS and a live connection, from inside the consuming member's network (local clusterset only). */

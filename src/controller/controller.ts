@@ -620,13 +620,7 @@ export class Controller {
       failure,
       now: new Date(),
     });
-    const full = {
-      ...status,
-      ...(member?.lastHeartbeat ? { lastHeartbeatTime: member.lastHeartbeat } : {}),
-      ...(member?.kubernetesVersion ? { kubernetesVersion: member.kubernetesVersion } : {}),
-      exports: member?.synced ? member.exports.size : 0,
-      imports: member?.synced ? member.imports.size : 0,
-    };
+    const full = { ...status, ...memberStatusFields(member) };
     try {
       await this.hubApplier.applyStatus(
         {
@@ -645,6 +639,17 @@ export class Controller {
       );
     }
   }
+}
+
+/** What a Cluster's status reports of the member beyond its conditions (nothing known: zeros). */
+function memberStatusFields(member: Member | undefined) {
+  if (!member) return { exports: 0, imports: 0 };
+  return {
+    ...(member.lastHeartbeat ? { lastHeartbeatTime: member.lastHeartbeat } : {}),
+    ...(member.kubernetesVersion ? { kubernetesVersion: member.kubernetesVersion } : {}),
+    exports: member.synced ? member.exports.size : 0,
+    imports: member.synced ? member.imports.size : 0,
+  };
 }
 
 const sleepMs = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));

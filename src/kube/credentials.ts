@@ -68,17 +68,33 @@ export async function credentialsFromKubeconfig(text: string, context?: string):
   const user = kc.users?.find((u) => u.name === ctx.user)?.user ?? {};
   if (!cluster || typeof cluster["server"] !== "string")
     throw new Error(`the kubeconfig's cluster "${ctx.cluster}" has no server`);
-  if (user["exec"] || user["auth-provider"]) {
-    // Plugins need client-node's machinery; load it only for them.
-    const { KubeConfig } = await import("@kubernetes/client-node");
-    const full = new KubeConfig();
-    full.loadFromString(text);
-    if (ctxName) full.setCurrentContext(ctxName);
-    return { server: cluster["server"], applyToHTTPSOptions: (opts) => full.applyToHTTPSOptions(opts) };
-  }
+  if (user["exec"] || user["auth-provider"]) return pluginCredentials(text, ctxName, cluster["server"]);
+  return staticCredentialsOf(cluster["server"], cluster, user);
+}
+
+/** Credentials of a user with an exec or auth-provider plugin, through client-node's machinery. */
+async function pluginCredentials(
+  text: string,
+  context: string | undefined,
+  server: string,
+): Promise<ClusterCredentials> {
+  // Loaded only for plugins: client-node costs a small daemon ~67 MB.
+  const { KubeConfig } = await import("@kubernetes/client-node");
+  const full = new KubeConfig();
+  full.loadFromString(text);
+  if (context) full.setCurrentContext(context);
+  return { server, applyToHTTPSOptions: (opts) => full.applyToHTTPSOptions(opts) };
+}
+
+/** A kubeconfig cluster and user whose certificates and token are inline or in files. */
+function staticCredentialsOf(
+  server: string,
+  cluster: Record<string, unknown>,
+  user: Record<string, unknown>,
+): StaticCredentials {
   const tokenFile = user["tokenFile"];
   return new StaticCredentials(
-    cluster["server"],
+    server,
     {
       ca: b64(cluster["certificate-authority-data"]) ?? file(cluster["certificate-authority"]),
       cert: b64(user["client-certificate-data"]) ?? file(user["client-certificate"]),

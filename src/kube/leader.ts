@@ -120,14 +120,7 @@ export class LeaderElector {
   /** One acquire-or-renew (or release) attempt; true when this candidate holds the lease after it. */
   private async tryWrite(release: boolean): Promise<boolean> {
     const now = new Date();
-    let lease: Lease | undefined;
-    try {
-      lease = await this.rest.request<Lease>("GET", this.path(this.opts.name), {
-        timeoutMs: this.renewMs / 2,
-      });
-    } catch (err) {
-      if (!(err instanceof ApiError && err.code === 404)) throw err;
-    }
+    const lease = await this.readLease();
     const spec: Lease["spec"] = {
       holderIdentity: release ? "" : this.opts.identity,
       leaseDurationSeconds: Math.ceil(this.leaseMs / 1000),
@@ -148,6 +141,33 @@ export class LeaderElector {
       });
       return true;
     }
+    if (!this.mayWrite(lease, release)) return false;
+    if (lease.spec.holderIdentity === this.opts.identity) {
+      spec.acquireTime = lease.spec.acquireTime;
+      spec.leaseTransitions = lease.spec.leaseTransitions ?? 0;
+    } else {
+      spec.leaseTransitions = (lease.spec.leaseTransitions ?? 0) + 1;
+    }
+    return (await this.replaceLease(lease, spec)) && !release;
+  }
+
+  /** The lease, or undefined when there is none yet. */
+  private async readLease(): Promise<Lease | undefined> {
+    try {
+      return await this.rest.request<Lease>("GET", this.path(this.opts.name), {
+        timeoutMs: this.renewMs / 2,
+      });
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Whether this candidate may write `lease` now: another holder's lease only once it has gone
+   * unrenewed (unchanged, by our own clock) for a lease duration; a release only of our own.
+   */
+  private mayWrite(lease: Lease, release: boolean): boolean {
     const record = JSON.stringify(lease.spec);
     if (record !== this.observedRecord) {
       this.observedRecord = record;
@@ -156,23 +176,20 @@ export class LeaderElector {
     const holder = lease.spec.holderIdentity ?? "";
     const heldByOther = holder !== "" && holder !== this.opts.identity;
     if (heldByOther && Date.now() - this.observedAt < this.leaseMs) return false;
-    if (release && holder !== this.opts.identity) return false;
-    if (holder === this.opts.identity) {
-      spec.acquireTime = lease.spec.acquireTime;
-      spec.leaseTransitions = lease.spec.leaseTransitions ?? 0;
-    } else {
-      spec.leaseTransitions = (lease.spec.leaseTransitions ?? 0) + 1;
-    }
+    return !(release && holder !== this.opts.identity);
+  }
+
+  /** Writes `spec` over the lease as read; false when someone else wrote it since (409). */
+  private async replaceLease(lease: Lease, spec: Lease["spec"]): Promise<boolean> {
     try {
       await this.rest.request("PUT", this.path(this.opts.name), {
         body: { ...lease, spec },
         timeoutMs: this.renewMs / 2,
       });
+      return true;
     } catch (err) {
-      // 409: someone else wrote the lease since we read it; they won this round.
       if (err instanceof ApiError && err.code === 409) return false;
       throw err;
     }
-    return !release;
   }
 }
