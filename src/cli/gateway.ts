@@ -8,7 +8,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import type { Command } from "commander";
-import { Gateway } from "../gateway/gateway.js";
+import { Gateway, type GatewayOptions } from "../gateway/gateway.js";
 import type { IdentitySource } from "../gateway/identity.js";
 import { FileIdentity, RenewingIdentity, splitPems } from "../gateway/identity.js";
 import { KubernetesRoutingSource } from "../gateway/kube-routes.js";
@@ -29,7 +29,7 @@ import { registryTotals, statsPublisher } from "../observability/stats-report.js
 import { MEMBER_NAMESPACE } from "../api/meridian.js";
 import { parseHostPort, startMetricsServer } from "../observability/metrics-server.js";
 
-interface RunOptions {
+export interface RunOptions {
   clusterId: string;
   clusterset: string;
   listenPeer: string;
@@ -63,6 +63,12 @@ const seconds = (v: string, flag: string): number => {
   const n = Number(v);
   if (!(n > 0)) throw new Error(`${flag} must be a positive number of seconds, got "${v}"`);
   return n * 1000;
+};
+
+const positiveInteger = (v: string, flag: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} must be a whole number above 0, got "${v}"`);
+  return n;
 };
 
 function writeSecret(file: string, content: string): void {
@@ -146,6 +152,26 @@ async function addLocalAddress(host: string): Promise<void> {
   await promisify(execFile)("ip", ["addr", "replace", `${host}/${prefix}`, "dev", "lo"]);
 }
 
+/** The gateway's settings that come straight from its flags; throws naming a bad flag. */
+export function gatewaySettings(
+  o: RunOptions,
+): Pick<
+  GatewayOptions,
+  "clusterId" | "locality" | "localListenHost" | "prepareListenHost" | "limits" | "probe"
+> {
+  return {
+    clusterId: o.clusterId,
+    locality: { ...(o.region ? { region: o.region } : {}), ...(o.zone ? { zone: o.zone } : {}) },
+    localListenHost: o.listenLocal,
+    ...(o.serveClusterSetIps ? { prepareListenHost: addLocalAddress } : {}),
+    limits: {
+      maxConnections: positiveInteger(o.maxConnections, "--max-connections"),
+      idleTimeoutMs: seconds(o.idleTimeout, "--idle-timeout"),
+    },
+    probe: { intervalMs: seconds(o.probeInterval, "--probe-interval") },
+  };
+}
+
 async function run(o: RunOptions): Promise<void> {
   const log = createLogger("gateway");
   const onError = (err: unknown): void => log.error({ err }, "credentials");
@@ -158,19 +184,11 @@ async function run(o: RunOptions): Promise<void> {
   const sourceNamespaces = member && o.sourceNamespaces ? new PodNamespaceSource(member) : undefined;
   await sourceNamespaces?.start();
   const gateway = new Gateway({
-    clusterId: o.clusterId,
-    locality: { ...(o.region ? { region: o.region } : {}), ...(o.zone ? { zone: o.zone } : {}) },
+    ...gatewaySettings(o),
     identity: identityFrom(o, onError),
     routes,
     peerListen: peer,
-    localListenHost: o.listenLocal,
-    ...(o.serveClusterSetIps ? { prepareListenHost: addLocalAddress } : {}),
     ...(sourceNamespaces ? { sourceNamespaces } : {}),
-    limits: {
-      maxConnections: Number(o.maxConnections),
-      idleTimeoutMs: seconds(o.idleTimeout, "--idle-timeout"),
-    },
-    probe: { intervalMs: seconds(o.probeInterval, "--probe-interval") },
     logger: log,
   });
   await gateway.start();
