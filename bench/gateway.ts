@@ -322,6 +322,8 @@ interface Tally {
   connections: number;
   wrkErrors: string[];
   rtt: number[];
+  /** Proxy CPU while sockperf ran (its warm-up included, so slightly over the recorded trips'). */
+  rttCpuSeconds: number;
   connect: number[];
 }
 
@@ -343,6 +345,7 @@ async function measureInterleaved(systems: System[]): Promise<Map<string, Tally>
         connections: 0,
         wrkErrors: [],
         rtt: [],
+        rttCpuSeconds: 0,
         connect: [],
       },
     ]),
@@ -382,7 +385,9 @@ async function measureInterleaved(systems: System[]): Promise<Map<string, Tally>
         process.stderr.write(`${conns.rate.toFixed(0)} conn/s; `);
       }
       if (PHASES.has("latency")) {
+        const before = cpu(s);
         const rtt = roundTrips(s.host, s.entry.sockperf, SECONDS);
+        t.rttCpuSeconds += cpu(s) - before;
         t.rtt = t.rtt.concat(rtt);
         t.connect = t.connect.concat(await connectEchoClose(s.host, s.entry.echo, SECONDS));
         process.stderr.write(`RTT p99 ${percentile(rtt, 99).toFixed(3)} ms`);
@@ -408,6 +413,9 @@ function summarize(t: Tally, proxied: boolean) {
       : {}),
     wrkSocketErrors: t.wrkErrors.length > 0 ? t.wrkErrors.join("; ") : "none",
     rttSamples: t.rtt.length,
+    ...(proxied && latency
+      ? { proxyCpuMicrosecondsPerRoundTrip: Math.round((t.rttCpuSeconds * 1e6) / t.rtt.length) }
+      : {}),
     rttMs: latency
       ? {
           p50: +percentile(t.rtt, 50).toFixed(4),
@@ -574,6 +582,9 @@ try {
       connectionsPerSecond: +(meridian.connectionsPerSecond / haproxy.connectionsPerSecond).toFixed(2),
       rttP99: +(meridian.rttMs.p99 / haproxy.rttMs.p99).toFixed(2),
       rttP999: +(meridian.rttMs.p999 / haproxy.rttMs.p999).toFixed(2),
+      cpuPerRoundTrip: +(
+        (meridian.proxyCpuMicrosecondsPerRoundTrip ?? 0) / (haproxy.proxyCpuMicrosecondsPerRoundTrip ?? 1)
+      ).toFixed(2),
       addedRttP99: +(
         (meridian.rttMs.p99 - direct.rttMs.p99) /
         Math.max(0.001, haproxy.rttMs.p99 - direct.rttMs.p99)
@@ -611,6 +622,13 @@ try {
         `${f(haproxy.rttMs.p50)} / ${f(haproxy.rttMs.p99)} / ${f(haproxy.rttMs.p999)} ms`,
         `p99 ${result.ratios.rttP99}×, p99.9 ${result.ratios.rttP999}×`,
         "p99 ≤ 1×",
+      ),
+      row(
+        "proxy CPU per round trip (both proxies)",
+        `${meridian.proxyCpuMicrosecondsPerRoundTrip} µs`,
+        `${haproxy.proxyCpuMicrosecondsPerRoundTrip} µs`,
+        `${result.ratios.cpuPerRoundTrip}×`,
+        "",
       ),
       row(
         "added latency, 64 B round trip p50 / p99",
