@@ -29,6 +29,8 @@
  * `--cpu-prof` and leaves their profiles in DIR. `--gateway-node-flags "..."` replaces the V8 flags
  * the gateways run with (GATEWAY_NODE_FLAGS; `""` for none), for A/B runs of the runtime's settings.
  *
+ * Ctrl-C (or SIGTERM) stops the run and everything it started, the private clusterset included.
+ *
  * Installs haproxy, wrk, iperf3 and sockperf with apt-get when missing. Writes bench/results/gateway.json
  * (clusterset) or bench/results/gateway-loopback.json.
  */
@@ -449,15 +451,30 @@ async function startLoopbackBackends(): Promise<Services> {
  */
 async function runOnClusterset(): Promise<void> {
   ensureTools();
+  // Ctrl-C (or a SIGTERM) must not leave a clusterset running: finish staging, stop the measuring
+  // half, then tear down.
+  let interrupted = false;
+  let child: ChildProcess | undefined;
+  const interrupt = (signal: NodeJS.Signals): void => {
+    if (!interrupted) process.stderr.write(`${signal}: stopping and tearing the clusterset down\n`);
+    interrupted = true;
+    child?.kill(signal);
+  };
+  process.on("SIGINT", interrupt).on("SIGTERM", interrupt);
   const staged = await stageClusterset(repo, (line) => process.stderr.write(`${line}\n`));
   try {
-    const child = spawn(
+    if (interrupted) {
+      process.exitCode = 130;
+      return;
+    }
+    child = spawn(
       "ip",
       ["netns", "exec", staged.topology.westNamespace, process.execPath, "--import", "tsx",
         fileURLToPath(import.meta.url), ...process.argv.slice(2), "--inside", staged.topologyFile],
       { stdio: "inherit", cwd: repo },
     ); // prettier-ignore
-    const code = await new Promise<number>((resolve) => child.once("exit", (c) => resolve(c ?? 1)));
+    const exited = child;
+    const code = await new Promise<number>((resolve) => exited.once("exit", (c) => resolve(c ?? 1)));
     if (code !== 0) process.exitCode = code;
   } finally {
     await staged.teardown();
@@ -473,6 +490,14 @@ if (values.on === "clusterset" && !TOPOLOGY) {
   await runOnClusterset();
   process.exit();
 }
+// The measuring half stops its own processes (gateways, HAProxy, backends) when interrupted.
+let stopping = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const)
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    void cleanup().then(() => process.exit(130));
+  });
 try {
   ensureTools();
   if (ONLY === undefined && PHASES.size < 4) throw new Error("--phases goes with --only");
@@ -655,6 +680,12 @@ try {
       "",
     ].join("\n"),
   );
+} catch (err) {
+  // Interrupted: a tool killed mid-run is the expected way out, not an error to report. The
+  // signal may still be queued behind the synchronous tool run that just failed.
+  await sleep(100);
+  if (!stopping) throw err;
+  process.exitCode = 130;
 } finally {
   await cleanup();
 }
