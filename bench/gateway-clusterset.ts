@@ -17,21 +17,21 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { MCS_API_VERSION } from "../src/api/mcs.js";
+import type { KubernetesObject } from "@kubernetes/client-node";
+import { MCS_API_VERSION, type ServiceImport } from "../src/api/mcs.js";
 import { ClusterClient } from "../src/kube/client.js";
 import { down, up } from "../src/local/clusterset.js";
 import { gatewayProcessName } from "../src/local/gateway.js";
-import { listPods } from "../src/local/pods.js";
+import { captureInMember, listPods } from "../src/local/pods.js";
+import { inNamespace } from "../src/local/network.js";
 import { readProcessRecord } from "../src/local/processes.js";
 import { readClusterset, StatePaths } from "../src/local/state.js";
 
 /** The ports the backend pods listen on (and the exported Service's ports). */
 export const BACKEND_PORTS = { iperf: 5201, http: 8080, echo: 7007, sockperf: 11111 } as const;
-export type BackendPorts = Record<keyof typeof BACKEND_PORTS, number>;
 
 /** What the measuring half needs to know of the staged clusterset. */
 export interface ClustersetTopology {
-  stateDir: string;
   /** West's node network namespace: the client side, and HAProxy A. */
   westNamespace: string;
   westNodeAddress: string;
@@ -141,8 +141,10 @@ export async function stageClusterset(repo: string, log: (line: string) => void)
     const west = member("west");
     const east = member("east");
     // Room for the connection phases' TIME_WAIT sockets in the private clusterset's networks.
-    for (const ns of [west.nodeNamespace, east.nodeNamespace])
-      execFileSync("ip", ["netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"]);
+    for (const ns of [west.nodeNamespace, east.nodeNamespace]) {
+      const [exe, ...args] = inNamespace(ns, ["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"]);
+      execFileSync(exe!, args);
+    }
 
     const client = (name: string) => ClusterClient.fromFile(paths.kubeconfig, name);
     for (const name of ["west", "east"])
@@ -166,28 +168,21 @@ export async function stageClusterset(repo: string, log: (line: string) => void)
       metadata: { name: SERVICE, namespace: NAMESPACE },
     });
     const clusterSetIP = await until("the ServiceImport's ClusterSetIP in west", async () => {
-      const imp = await client("west").read<{ spec?: { ips?: string[] } } & { kind: string }>({
+      const imp = await client("west").read<ServiceImport & KubernetesObject>({
         apiVersion: MCS_API_VERSION,
         kind: "ServiceImport",
         metadata: { name: SERVICE, namespace: NAMESPACE },
       });
-      return imp?.spec?.ips?.[0];
+      return imp?.spec.ips?.[0];
     });
     await until("an answer from east's backend through both gateways", async () => {
-      const res = spawnSync(
-        "ip",
-        [
-          "netns",
-          "exec",
-          west.nodeNamespace,
-          "curl",
-          "-s",
-          "-m",
-          "2",
-          `http://${clusterSetIP}:${BACKEND_PORTS.http}/`,
-        ],
-        { encoding: "utf8" },
-      );
+      const res = await captureInMember(stateDir, "west", [
+        "curl",
+        "-s",
+        "-m",
+        "2",
+        `http://${clusterSetIP}:${BACKEND_PORTS.http}/`,
+      ]);
       return res.stdout === "ok" ? true : undefined;
     });
     const pods = listPods(paths);
@@ -202,7 +197,6 @@ export async function stageClusterset(repo: string, log: (line: string) => void)
       return rec.pid;
     };
     const topology: ClustersetTopology = {
-      stateDir,
       westNamespace: west.nodeNamespace,
       westNodeAddress: west.nodeAddress,
       eastNamespace: east.nodeNamespace,

@@ -297,9 +297,9 @@ async function startHaproxy(backends: Services, at: HaproxyPlacement): Promise<E
       .join("\n");
   writeFileSync(path.join(dir, "haproxy-b.cfg"), bCfg);
   writeFileSync(path.join(dir, "haproxy-a.cfg"), aCfg);
-  const bArgs = ["haproxy", "-f", path.join(dir, "haproxy-b.cfg"), "-db"];
   // `ip netns exec` execs haproxy in place, so the pid is HAProxy's own.
-  const pb = start([...at.bPrefix, ...bArgs][0]!, [...at.bPrefix, ...bArgs].slice(1));
+  const [bCmd, ...bArgs] = [...at.bPrefix, "haproxy", "-f", path.join(dir, "haproxy-b.cfg"), "-db"];
+  const pb = start(bCmd, bArgs);
   const pa = start("haproxy", ["-f", path.join(dir, "haproxy-a.cfg"), "-db"]);
   // Not the iperf frontends: a probe connection would reach iperf3 and upset it.
   for (const n of ["http", "echo"] as const) await waitForPort(a[n], at.aHost);
