@@ -17,9 +17,12 @@
  * latency (sockperf ping-pong of 64-byte messages on an open connection, every observation of
  * every round pooled before taking p50/p99/p99.9; and connect+echo+close), and memory per 10k
  * idle connections (RSS of both proxies before and after opening idle connections; one system at
- * a time, after the other phases).
+ * a time, after the other phases). Before the measured rounds both proxies get `--warmup-rounds`
+ * rounds of every phase (default 1), reported apart (`warmupRounds`, `warmupRatios`): a long-running
+ * gateway has its hot paths compiled, a fresh one does not, and a user runs the former.
  *
  *   node --import tsx bench/gateway.ts [--on clusterset|loopback] [--seconds 3] [--rounds 5]
+ *                                      [--warmup-rounds 1]
  *                                      [--idle 5000] [--only meridian] [--profile DIR]
  *
  * `--only meridian` (or `haproxy`) measures one system and the direct baseline, for iterating;
@@ -61,6 +64,7 @@ const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "3" },
     rounds: { type: "string", default: "5" },
+    "warmup-rounds": { type: "string", default: "1" },
     idle: { type: "string", default: "5000" },
     only: { type: "string" },
     phases: { type: "string", default: "throughput,connections,latency,memory" },
@@ -96,6 +100,13 @@ const GATEWAY_FLAGS =
     : values["gateway-node-flags"].split(/\s+/).filter((f) => f !== "");
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
+/**
+ * Rounds run before the measured ones and reported apart ("cold"): a gateway that has run for a
+ * while has its hot paths compiled by V8, which the first seconds of a fresh process have not.
+ */
+const WARMUP_ROUNDS = Number(values["warmup-rounds"]);
+if (!Number.isInteger(WARMUP_ROUNDS) || WARMUP_ROUNDS < 0)
+  throw new Error(`--warmup-rounds takes a whole number (0 for none), not ${values["warmup-rounds"]}`);
 const IDLE = Number(values.idle);
 const CLUSTERSET = "bench.meridian";
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
@@ -329,35 +340,51 @@ interface Tally {
   connect: number[];
 }
 
+/** The measured rounds' tallies, and the warm-up rounds' apart. */
+interface Measured {
+  measured: Map<string, Tally>;
+  cold: Map<string, Tally>;
+}
+
 /**
- * Runs every phase in `ROUNDS` rounds; in each round every system takes its turn, in an order
+ * Runs every phase in `WARMUP_ROUNDS` unmeasured rounds and then `ROUNDS` measured ones; in each round every system takes its turn, in an order
  * rotated per round. A machine shared with other work drifts over a run; interleaving spreads the
  * drift over all systems instead of charging it to whichever ran last.
  */
-async function measureInterleaved(systems: System[]): Promise<Map<string, Tally>> {
-  const tallies = new Map<string, Tally>(
-    systems.map((s) => [
-      s.name,
-      {
-        mbps: [],
-        throughputCpuSeconds: 0,
-        megabytes: 0,
-        connRates: [],
-        connCpuSeconds: 0,
-        connections: 0,
-        wrkErrors: [],
-        rtt: [],
-        rttCpuSeconds: 0,
-        connect: [],
-      },
-    ]),
-  );
+async function measureInterleaved(systems: System[]): Promise<Measured> {
+  const tallyEach = (): Map<string, Tally> =>
+    new Map<string, Tally>(
+      systems.map((s) => [
+        s.name,
+        {
+          mbps: [],
+          throughputCpuSeconds: 0,
+          megabytes: 0,
+          connRates: [],
+          connCpuSeconds: 0,
+          connections: 0,
+          wrkErrors: [],
+          rtt: [],
+          rttCpuSeconds: 0,
+          connect: [],
+        },
+      ]),
+    );
+  const measured = tallyEach();
+  const cold = tallyEach();
   const cpu = (s: System): number => s.pids.reduce((sum, p) => sum + cpuSeconds(p), 0);
-  for (let round = 0; round < ROUNDS; round++) {
-    const order = systems.map((_, i) => systems[(i + round) % systems.length]!);
-    for (const s of order) {
-      const t = tallies.get(s.name)!;
-      process.stderr.write(`round ${round + 1}/${ROUNDS} ${s.name}: `);
+  for (let turn = 0; turn < WARMUP_ROUNDS + ROUNDS; turn++) {
+    const warmup = turn < WARMUP_ROUNDS;
+    const round = turn - WARMUP_ROUNDS;
+    const order = systems.map((_, i) => systems[(i + turn) % systems.length]!);
+    // The direct path has nothing to warm up.
+    for (const s of order.filter((x) => !warmup || x.pids.length > 0)) {
+      const t = (warmup ? cold : measured).get(s.name)!;
+      process.stderr.write(
+        warmup
+          ? `warm-up ${turn + 1}/${WARMUP_ROUNDS} ${s.name}: `
+          : `round ${round + 1}/${ROUNDS} ${s.name}: `,
+      );
       if (PHASES.has("throughput")) {
         const before = cpu(s);
         const mbps = await throughput(
@@ -397,7 +424,23 @@ async function measureInterleaved(systems: System[]): Promise<Map<string, Tally>
       process.stderr.write("\n");
     }
   }
-  return tallies;
+  return { measured, cold };
+}
+
+type WarmupSummary = Pick<
+  ReturnType<typeof summarize>,
+  "throughputMBpsPerRound" | "connectionsPerSecondPerRound" | "rttMs"
+>;
+
+/** Meridian against HAProxy in the warm-up rounds: what a fresh gateway does. */
+function coldRatios(m: WarmupSummary, h: WarmupSummary) {
+  const ratio = (a: number[], b: number[]): number =>
+    a.length > 0 && b.length > 0 ? +(median(a) / median(b)).toFixed(2) : 0;
+  return {
+    throughput: ratio(m.throughputMBpsPerRound, h.throughputMBpsPerRound),
+    connectionsPerSecond: ratio(m.connectionsPerSecondPerRound, h.connectionsPerSecondPerRound),
+    rttP99: h.rttMs.p99 > 0 ? +(m.rttMs.p99 / h.rttMs.p99).toFixed(2) : 0,
+  };
 }
 
 function summarize(t: Tally, proxied: boolean) {
@@ -532,7 +575,7 @@ try {
     const entry = await startHaproxy(backends, at);
     systems.push({ name: "haproxy", host: at.aHost, entry, pids: entry.pids });
   }
-  const tallies = await measureInterleaved(systems);
+  const { measured: tallies, cold } = await measureInterleaved(systems);
   // Memory last and one system at a time: idle connections left behind would load the others.
   const memory = new Map<string, Awaited<ReturnType<typeof idleMemory>>>();
   if (PHASES.has("memory"))
@@ -542,8 +585,18 @@ try {
     }
   const report = (s: System) => {
     const mem = memory.get(s.name);
+    const warmup = summarize(cold.get(s.name)!, true);
     return {
       ...summarize(tallies.get(s.name)!, s.pids.length > 0),
+      ...(s.pids.length > 0 && WARMUP_ROUNDS > 0
+        ? {
+            warmupRounds: {
+              throughputMBpsPerRound: warmup.throughputMBpsPerRound,
+              connectionsPerSecondPerRound: warmup.connectionsPerSecondPerRound,
+              rttMs: warmup.rttMs,
+            },
+          }
+        : {}),
       ...(mem
         ? { idleMemoryMiBPer10k: Math.round(mem.perTenThousandMiB), idleConnectionsOpened: mem.opened }
         : {}),
@@ -584,6 +637,7 @@ try {
     meridianNodeFlags: GATEWAY_FLAGS,
     secondsPerPhase: SECONDS,
     rounds: ROUNDS,
+    warmupRounds: WARMUP_ROUNDS,
     idleConnections: IDLE,
     direct,
     meridian,
@@ -617,6 +671,9 @@ try {
       connectP99: +(meridian.connectMs.p99 / haproxy.connectMs.p99).toFixed(2),
       idleMemory: +((meridian.idleMemoryMiBPer10k ?? 0) / (haproxy.idleMemoryMiBPer10k ?? 1)).toFixed(2),
     },
+    ...(meridian.warmupRounds && haproxy.warmupRounds
+      ? { warmupRatios: coldRatios(meridian.warmupRounds, haproxy.warmupRounds) }
+      : {}),
   };
   const resultsFile = TOPOLOGY ? "gateway.json" : "gateway-loopback.json";
   writeFileSync(path.join(repo, "bench/results", resultsFile), `${JSON.stringify(result, null, 2)}\n`);
