@@ -22,7 +22,7 @@
  * gateway has its hot paths compiled, a fresh one does not, and a user runs the former.
  *
  *   node --import tsx bench/gateway.ts [--on clusterset|loopback] [--seconds 3] [--rounds 5]
- *                                      [--warmup-rounds 1]
+ *                                      [--warmup-rounds 1] [--with-node-relay]
  *                                      [--idle 5000] [--only meridian] [--profile DIR]
  *
  * `--only meridian` (or `haproxy`) measures one system and the direct baseline, for iterating;
@@ -31,6 +31,10 @@
  * nbthread (default: one thread per core). `--profile DIR` runs the Meridian gateways with
  * `--cpu-prof` and leaves their profiles in DIR. `--gateway-node-flags "..."` replaces the V8 flags
  * the gateways run with (GATEWAY_NODE_FLAGS; `""` for none), for A/B runs of the runtime's settings.
+ *
+ * `--with-node-relay` adds a third proxy pair placed where HAProxy is: a bare Node.js TLS relay
+ * (bench/gateway-node-relay.ts), the floor under anything written on Node's net and TLS layers; the
+ * results then split the gap to HAProxy into the runtime's part and Meridian's (`nodeRelayRatios`).
  *
  * Ctrl-C (or SIGTERM) stops the run and everything it started, the private clusterset included.
  *
@@ -65,6 +69,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "3" },
     rounds: { type: "string", default: "5" },
     "warmup-rounds": { type: "string", default: "1" },
+    "with-node-relay": { type: "boolean", default: false },
     idle: { type: "string", default: "5000" },
     only: { type: "string" },
     phases: { type: "string", default: "throughput,connections,latency,memory" },
@@ -272,17 +277,17 @@ async function startMeridian(backends: Services): Promise<Entry> {
 }
 
 /**
- * Where the HAProxy pair runs: A's listen address, B's (which A connects to) and the command
+ * Where a comparison pair (HAProxy, or the bare Node relay) runs: A's listen address, B's (which A connects to) and the command
  * prefix that puts B in its network, and the backend's address as B sees it.
  */
-interface HaproxyPlacement {
+interface PairPlacement {
   aHost: string;
   bHost: string;
   bPrefix: string[];
   backendHost: string;
 }
 
-async function startHaproxy(backends: Services, at: HaproxyPlacement): Promise<Entry> {
+async function startHaproxy(backends: Services, at: PairPlacement): Promise<Entry> {
   const names = SERVICE_NAMES;
   const b = await freePorts();
   const a = await freePorts();
@@ -317,8 +322,41 @@ async function startHaproxy(backends: Services, at: HaproxyPlacement): Promise<E
   return { ...a, pids: [pa.pid!, pb.pid!] };
 }
 
+/**
+ * The bare Node.js relay pair (bench/gateway-node-relay.ts), placed where HAProxy is, with the
+ * gateways' V8 flags and the same certificates and name check.
+ */
+async function startNodeRelay(backends: Services, at: PairPlacement): Promise<Entry> {
+  const b = await freePorts();
+  const a = await freePorts();
+  const config = (
+    listenHost: string,
+    listen: Services,
+    targetHost: string,
+    target: Services,
+    files: typeof west,
+  ) => {
+    const file = path.join(dir, `node-relay-${listenHost}.json`);
+    const { cert, key } = files;
+    const serverName = `east.gateway.${CLUSTERSET}`;
+    writeFileSync(
+      file,
+      JSON.stringify({ listenHost, listen, targetHost, target, cert, key, ca: caFile, serverName }),
+    );
+    return file;
+  };
+  const script = path.join(repo, "bench/gateway-node-relay.ts");
+  const node = [process.execPath, ...GATEWAY_FLAGS, "--import", "tsx", script];
+  const [bCmd, ...bArgs] = [...at.bPrefix, ...node, "b", config(at.bHost, b, at.backendHost, backends, east)];
+  const pb = start(bCmd, bArgs);
+  await firstLine(pb);
+  const pa = start(node[0]!, [...node.slice(1), "a", config(at.aHost, a, at.bHost, b, west)]);
+  await firstLine(pa);
+  return { ...a, pids: [pa.pid!, pb.pid!] };
+}
+
 interface System {
-  name: "direct" | "meridian" | "haproxy";
+  name: "direct" | "meridian" | "haproxy" | "nodeRelay";
   /** Where clients connect: `host` and the port of each service. */
   host: string;
   entry: Services;
@@ -425,6 +463,20 @@ async function measureInterleaved(systems: System[]): Promise<Measured> {
     }
   }
   return { measured, cold };
+}
+
+/** One proxy's costs against another's: above 1, the first costs more (or moves less). */
+function costRatios(x: ReturnType<typeof summarize> & { idleMemoryMiBPer10k?: number }, y: typeof x) {
+  const ratio = (a: number | undefined, b: number | undefined): number | null =>
+    a !== undefined && b !== undefined && b > 0 ? +(a / b).toFixed(2) : null;
+  return {
+    throughput: ratio(x.throughputMBps, y.throughputMBps),
+    cpuPerGB: ratio(x.proxyCpuSecondsPerGB, y.proxyCpuSecondsPerGB),
+    cpuPerRoundTrip: ratio(x.proxyCpuMicrosecondsPerRoundTrip, y.proxyCpuMicrosecondsPerRoundTrip),
+    rttP50: ratio(x.rttMs.p50, y.rttMs.p50),
+    rttP99: ratio(x.rttMs.p99, y.rttMs.p99),
+    idleMemory: ratio(x.idleMemoryMiBPer10k, y.idleMemoryMiBPer10k),
+  };
 }
 
 type WarmupSummary = Pick<
@@ -563,17 +615,21 @@ try {
       systems.push({ name: "meridian", host: "127.0.0.1", entry, pids: entry.pids });
     }
   }
+  const at: PairPlacement = TOPOLOGY
+    ? {
+        aHost: TOPOLOGY.westNodeAddress,
+        bHost: TOPOLOGY.eastGatewayAddress,
+        bPrefix: ["ip", "netns", "exec", TOPOLOGY.eastNamespace],
+        backendHost: TOPOLOGY.eastBackend,
+      }
+    : { aHost: "127.0.0.1", bHost: "127.0.0.1", bPrefix: [], backendHost: "127.0.0.1" };
   if (ONLY !== "meridian") {
-    const at: HaproxyPlacement = TOPOLOGY
-      ? {
-          aHost: TOPOLOGY.westNodeAddress,
-          bHost: TOPOLOGY.eastGatewayAddress,
-          bPrefix: ["ip", "netns", "exec", TOPOLOGY.eastNamespace],
-          backendHost: TOPOLOGY.eastBackend,
-        }
-      : { aHost: "127.0.0.1", bHost: "127.0.0.1", bPrefix: [], backendHost: "127.0.0.1" };
     const entry = await startHaproxy(backends, at);
     systems.push({ name: "haproxy", host: at.aHost, entry, pids: entry.pids });
+  }
+  if (values["with-node-relay"]) {
+    const entry = await startNodeRelay(backends, at);
+    systems.push({ name: "nodeRelay", host: at.aHost, entry, pids: entry.pids });
   }
   const { measured: tallies, cold } = await measureInterleaved(systems);
   // Memory last and one system at a time: idle connections left behind would load the others.
@@ -602,19 +658,20 @@ try {
         : {}),
     };
   };
-  const reports = systems.map(report);
-  const direct = reports[0]!;
-  const proxies = reports.slice(1);
+  const reports = new Map(systems.map((s) => [s.name, report(s)]));
+  const direct = reports.get("direct")!;
+  const nodeRelay = reports.get("nodeRelay");
   // The clusterset's gateways are its own, stopped with it.
   for (const s of systems.slice(1))
     if (!(TOPOLOGY && s.name === "meridian")) for (const pid of s.pids) process.kill(pid, "SIGTERM");
   await sleep(PROFILE ? 3000 : 500); // profiles are written on exit
   if (ONLY !== undefined) {
-    process.stdout.write(`${JSON.stringify({ direct, [ONLY]: proxies[0]! }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(Object.fromEntries(reports), null, 2)}\n`);
     await cleanup();
     process.exit(0);
   }
-  const [meridian, haproxy] = proxies as [typeof direct, typeof direct];
+  const meridian = reports.get("meridian")!;
+  const haproxy = reports.get("haproxy")!;
 
   const added = (m: typeof meridian, k: "rttMs" | "connectMs", p: "p50" | "p99"): number =>
     +(m[k][p] - direct[k][p]).toFixed(3);
@@ -642,6 +699,16 @@ try {
     direct,
     meridian,
     haproxy,
+    ...(nodeRelay
+      ? {
+          nodeRelay,
+          // Where the gap to HAProxy lies: in the runtime (relay vs HAProxy) or in Meridian's code.
+          nodeRelayRatios: {
+            meridianOverNodeRelay: costRatios(meridian, nodeRelay),
+            nodeRelayOverHaproxy: costRatios(nodeRelay, haproxy),
+          },
+        }
+      : {}),
     addedLatencyMs: {
       meridian: {
         rttP50: added(meridian, "rttMs", "p50"),
@@ -733,6 +800,11 @@ try {
         `${result.ratios.idleMemory}×`,
         "",
       ),
+      ...(nodeRelay
+        ? [
+            `bare Node relay (no framing, no pool; a handshake per connection): ${nodeRelay.throughputMBps} MB/s (${nodeRelay.proxyCpuSecondsPerGB} CPU s/GB), ${nodeRelay.connectionsPerSecond} conn/s, RTT p50/p99 ${f(nodeRelay.rttMs.p50)}/${f(nodeRelay.rttMs.p99)} ms (${nodeRelay.proxyCpuMicrosecondsPerRoundTrip} µs CPU per round trip), ${nodeRelay.idleMemoryMiBPer10k} MiB per 10k idle`,
+          ]
+        : []),
       `direct (no proxy): ${direct.throughputMBps} MB/s, ${direct.connectionsPerSecond} conn/s, RTT p50/p99/p99.9 ${f(direct.rttMs.p50)}/${f(direct.rttMs.p99)}/${f(direct.rttMs.p999)} ms (${direct.rttSamples} round trips)`,
       "",
     ].join("\n"),
