@@ -362,6 +362,24 @@ export class Gateway {
     this.exports = new Map(table.exports.map((e) => [routeKey(e.service, e.port), e]));
     this.applyPeers(table.peers);
     const wanted = new Map(table.imports.map((r) => [routeKey(r.service, r.port), r]));
+    this.closeStaleListeners(wanted);
+    for (const [key, route] of wanted) {
+      const tiers = this.tiersOf(route, table.peers);
+      const existing = this.imports.get(key);
+      if (existing) {
+        existing.route = route;
+        existing.tiers = tiers;
+        continue;
+      }
+      const state: ImportState = { route, tiers, picker: new WeightedPicker() };
+      this.imports.set(key, state);
+      await this.openListener(state);
+    }
+    this.updateShares();
+  }
+
+  /** Imports that are gone, or whose listening address changed: their listeners close. */
+  private closeStaleListeners(wanted: Map<string, ImportRoute>): void {
     for (const [key, state] of this.imports) {
       const next = wanted.get(key);
       if (
@@ -374,51 +392,49 @@ export class Gateway {
         this.imports.delete(key);
       }
     }
-    for (const [key, route] of wanted) {
-      const existing = this.imports.get(key);
-      const locality = this.o.locality ?? {};
-      const candidates = [
-        ...route.clusters.map((c) => ({
-          clusterId: c.clusterId,
-          readyEndpoints: c.readyEndpoints,
-          locality: table.peers.find((p) => p.clusterId === c.clusterId)?.locality ?? {},
-        })),
-        ...((route.localEndpoints?.length ?? 0) > 0
-          ? [{ clusterId: this.o.clusterId, readyEndpoints: this.readyLocal(route), locality }]
-          : []),
-      ];
-      const tiers = computeTiers(route.policy ?? {}, { clusterId: this.o.clusterId, locality }, candidates);
-      if (existing) {
-        existing.route = route;
-        existing.tiers = tiers;
-        continue;
-      }
-      const state: ImportState = { route, tiers, picker: new WeightedPicker() };
-      this.imports.set(key, state);
-      const server = net.createServer(
-        // Set by the server as it accepts, before any JavaScript of ours runs for the socket.
-        {
-          allowHalfOpen: true,
-          pauseOnConnect: true,
-          noDelay: true,
-          keepAlive: true,
-          keepAliveInitialDelay: 30_000,
-        },
-        (s) => void this.onLocal(state, s),
+  }
+
+  /** The failover tiers of an import: its source clusters and, with local endpoints, this one. */
+  private tiersOf(route: ImportRoute, peers: PeerGateway[]): Tier[] {
+    const locality = this.o.locality ?? {};
+    const candidates = [
+      ...route.clusters.map((c) => ({
+        clusterId: c.clusterId,
+        readyEndpoints: c.readyEndpoints,
+        locality: peers.find((p) => p.clusterId === c.clusterId)?.locality ?? {},
+      })),
+      ...((route.localEndpoints?.length ?? 0) > 0
+        ? [{ clusterId: this.o.clusterId, readyEndpoints: this.readyLocal(route), locality }]
+        : []),
+    ];
+    return computeTiers(route.policy ?? {}, { clusterId: this.o.clusterId, locality }, candidates);
+  }
+
+  /** Listens for an import's local clients; a failure is logged and the import stays unserved. */
+  private async openListener(state: ImportState): Promise<void> {
+    const { route } = state;
+    const server = net.createServer(
+      // Set by the server as it accepts, before any JavaScript of ours runs for the socket.
+      {
+        allowHalfOpen: true,
+        pauseOnConnect: true,
+        noDelay: true,
+        keepAlive: true,
+        keepAliveInitialDelay: 30_000,
+      },
+      (s) => void this.onLocal(state, s),
+    );
+    try {
+      if (route.listenHost) await this.o.prepareListenHost?.(route.listenHost);
+      await listen(server, route.listenPort, route.listenHost ?? this.o.localListenHost);
+      state.server = server;
+      state.listenPort = (server.address() as net.AddressInfo).port;
+    } catch (err) {
+      this.log.error(
+        { service: route.service, port: route.port, listenPort: route.listenPort, err },
+        "cannot listen for an imported service",
       );
-      try {
-        if (route.listenHost) await this.o.prepareListenHost?.(route.listenHost);
-        await listen(server, route.listenPort, route.listenHost ?? this.o.localListenHost);
-        state.server = server;
-        state.listenPort = (server.address() as net.AddressInfo).port;
-      } catch (err) {
-        this.log.error(
-          { service: route.service, port: route.port, listenPort: route.listenPort, err },
-          "cannot listen for an imported service",
-        );
-      }
     }
-    this.updateShares();
   }
 
   private applyPeers(peers: PeerGateway[]): void {
@@ -589,17 +605,7 @@ export class Gateway {
   ): Promise<"done" | "not-opened"> {
     const connector = this.connectors.get(clusterId);
     if (!connector) return "not-opened";
-    const sourceNamespace =
-      // Only when namespaces are resolved: reading the address costs a system call per connection.
-      this.o.sourceNamespaces &&
-      client.remoteAddress &&
-      this.o.sourceNamespaces.namespaceOf(client.remoteAddress);
-    const open = encodeOpen({
-      kind: "connect",
-      service: route.service,
-      port: route.port,
-      ...(sourceNamespace ? { sourceNamespace } : {}),
-    });
+    const open = this.openFor(route, client);
     // A warm connection the peer has just closed is not the peer's fault: one redial is free.
     for (let round = 0; round < 2; round++) {
       let tunnel: TLSSocket;
@@ -656,6 +662,21 @@ export class Gateway {
       return "not-opened";
     }
     return "not-opened";
+  }
+
+  /** The OPEN for a client's stream: the service, and the client's namespace when it is known. */
+  private openFor(route: ImportRoute, client: net.Socket): Buffer {
+    const sourceNamespace =
+      // Only when namespaces are resolved: reading the address costs a system call per connection.
+      this.o.sourceNamespaces &&
+      client.remoteAddress &&
+      this.o.sourceNamespaces.namespaceOf(client.remoteAddress);
+    return encodeOpen({
+      kind: "connect",
+      service: route.service,
+      port: route.port,
+      ...(sourceNamespace ? { sourceNamespace } : {}),
+    });
   }
 
   /** The peer answered: its verdict is definitive, no need to wait for more failures. */

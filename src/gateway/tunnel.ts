@@ -344,6 +344,32 @@ export function bridge(
       }
     }
 
+    /** What the stream starts with: the OPEN and early data, or the held reply and the bytes that came with the OPEN. */
+    function begin(): void {
+      if (opening) {
+        // The OPEN, the replayed early data and (if the client is done) its FIN in one write.
+        const { chunks, ended } = opening.early;
+        if (chunks.length === 0 && !ended) {
+          // A first attempt: the OPEN waits for the client's first bytes.
+          holdLead(opening.open);
+        } else {
+          tunnel.cork();
+          tunnel.write(opening.open);
+          for (const c of chunks) writeData(tunnel, c);
+          if (ended) {
+            sentFin = true;
+            tunnel.write(FIN_FRAME);
+          }
+          tunnel.uncork();
+        }
+        replyTimer = setTimeout(() => notOpened(undefined), opening.replyTimeoutMs);
+      }
+      if (end.role === "exporting") {
+        if (end.reply) holdLead(end.reply);
+        if (end.initial.length > 0) onTunnelData(end.initial);
+      }
+    }
+
     plain.on("data", onPlainData);
     plain.on("end", onPlainEnd);
     plain.on("finish", onPlainFinish);
@@ -356,28 +382,7 @@ export function bridge(
     tunnel.on("error", onTunnelFailure);
     tunnel.on("close", onTunnelFailure);
     tunnel.on("end", onTunnelFailure);
-    if (opening) {
-      // The OPEN, the replayed early data and (if the client is done) its FIN in one write.
-      const { chunks, ended } = opening.early;
-      if (chunks.length === 0 && !ended) {
-        // A first attempt: the OPEN waits for the client's first bytes.
-        holdLead(opening.open);
-      } else {
-        tunnel.cork();
-        tunnel.write(opening.open);
-        for (const c of chunks) writeData(tunnel, c);
-        if (ended) {
-          sentFin = true;
-          tunnel.write(FIN_FRAME);
-        }
-        tunnel.uncork();
-      }
-      replyTimer = setTimeout(() => notOpened(undefined), opening.replyTimeoutMs);
-    }
-    if (end.role === "exporting") {
-      if (end.reply) holdLead(end.reply);
-      if (end.initial.length > 0) onTunnelData(end.initial);
-    }
+    begin();
     if (settled) return;
     if (!gotFin) tunnel.resume();
     if (plainReadable && !(early && early.bytes >= EARLY_DATA_LIMIT)) plain.resume();
