@@ -49,9 +49,9 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { GATEWAY_NODE_FLAGS } from "../src/gateway/node-flags.js";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "../src/gateway/trust.js";
+import { parseGatewayBenchArgs } from "./gateway-options.js";
 import { BACKEND_PORTS, stageClusterset, type ClustersetTopology } from "./gateway-clusterset.js";
 import {
   connectEchoClose,
@@ -64,55 +64,26 @@ import {
   throughput,
 } from "./gateway-phases.js";
 
-const { values } = parseArgs({
-  options: {
-    seconds: { type: "string", default: "3" },
-    rounds: { type: "string", default: "5" },
-    "warmup-rounds": { type: "string", default: "1" },
-    "with-node-relay": { type: "boolean", default: false },
-    idle: { type: "string", default: "5000" },
-    only: { type: "string" },
-    phases: { type: "string", default: "throughput,connections,latency,memory" },
-    profile: { type: "string" },
-    "haproxy-threads": { type: "string" },
-    "gateway-node-flags": { type: "string" },
-    on: { type: "string", default: "clusterset" },
-    inside: { type: "string" },
-  },
-});
-if (values.on !== "clusterset" && values.on !== "loopback")
-  throw new Error(`--on takes clusterset or loopback, not ${values.on}`);
-if (
-  values.on === "clusterset" &&
-  (values.profile !== undefined || values["gateway-node-flags"] !== undefined)
-)
-  throw new Error(
-    "--profile and --gateway-node-flags change how the bench starts its own gateways: use them with --on loopback",
-  );
+const options = parseGatewayBenchArgs(process.argv.slice(2));
 /** Set in the measuring half of a clusterset run (in west's node network): where everything is. */
-const TOPOLOGY = values.inside
-  ? (JSON.parse(readFileSync(values.inside, "utf8")) as ClustersetTopology)
+const TOPOLOGY = options.inside
+  ? (JSON.parse(readFileSync(options.inside, "utf8")) as ClustersetTopology)
   : undefined;
-const ONLY = values.only;
-const PHASES = new Set(values.phases.split(","));
+const ONLY = options.only;
+const PHASES = options.phases;
 /** HAProxy's threads per process; its default is one per core (2 here). */
-const HAPROXY_THREADS = values["haproxy-threads"];
-const PROFILE = values.profile ? path.resolve(values.profile) : undefined;
+const HAPROXY_THREADS = options.haproxyThreads;
+const PROFILE = options.profile ? path.resolve(options.profile) : undefined;
 /** Node flags for the Meridian gateways: those every gateway runs with, unless overridden. */
-const GATEWAY_FLAGS =
-  values["gateway-node-flags"] === undefined
-    ? GATEWAY_NODE_FLAGS
-    : values["gateway-node-flags"].split(/\s+/).filter((f) => f !== "");
-const SECONDS = Number(values.seconds);
-const ROUNDS = Number(values.rounds);
+const GATEWAY_FLAGS = options.gatewayNodeFlags ?? GATEWAY_NODE_FLAGS;
+const SECONDS = options.seconds;
+const ROUNDS = options.rounds;
 /**
  * Rounds run before the measured ones and reported apart ("cold"): a gateway that has run for a
  * while has its hot paths compiled by V8, which the first seconds of a fresh process have not.
  */
-const WARMUP_ROUNDS = Number(values["warmup-rounds"]);
-if (!Number.isInteger(WARMUP_ROUNDS) || WARMUP_ROUNDS < 0)
-  throw new Error(`--warmup-rounds takes a whole number (0 for none), not ${values["warmup-rounds"]}`);
-const IDLE = Number(values.idle);
+const WARMUP_ROUNDS = options.warmupRounds;
+const IDLE = options.idle;
 const CLUSTERSET = "bench.meridian";
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 const dir = mkdtempSync(path.join(os.tmpdir(), "meridian-bench-gw-"));
@@ -581,7 +552,7 @@ const iperfPort = await freePort();
 const runsFrom = meridianRunsFrom();
 if (runsFrom !== "dist")
   process.stderr.write("warning: dist/ is stale, gateways run from source; npm run build first\n");
-if (values.on === "clusterset" && !TOPOLOGY) {
+if (options.on === "clusterset" && !TOPOLOGY) {
   await runOnClusterset();
   process.exit();
 }
@@ -595,9 +566,6 @@ for (const signal of ["SIGINT", "SIGTERM"] as const)
   });
 try {
   ensureTools();
-  if (ONLY === undefined && PHASES.size < 4) throw new Error("--phases goes with --only");
-  if (ONLY !== undefined && ONLY !== "meridian" && ONLY !== "haproxy")
-    throw new Error("--only takes meridian or haproxy");
   const backends = TOPOLOGY ? BACKEND_PORTS : await startLoopbackBackends();
   const systems: System[] = [
     { name: "direct", host: TOPOLOGY?.westBackend ?? "127.0.0.1", entry: backends, pids: [] },
@@ -627,7 +595,7 @@ try {
     const entry = await startHaproxy(backends, at);
     systems.push({ name: "haproxy", host: at.aHost, entry, pids: entry.pids });
   }
-  if (values["with-node-relay"]) {
+  if (options.withNodeRelay) {
     const entry = await startNodeRelay(backends, at);
     systems.push({ name: "nodeRelay", host: at.aHost, entry, pids: entry.pids });
   }
@@ -688,7 +656,7 @@ try {
       ? "client (west's node network) → A (west) → mTLS (TLS 1.3, ECDSA P-256, client certs verified) over the clusterset's shared network → B (east) → backend pod in east; Meridian: the clusterset's own gateways by the service's ClusterSetIP; direct: a backend pod in west"
       : "client → A → mTLS (TLS 1.3, ECDSA P-256, client certs verified) → B → backend; all on 127.0.0.1",
     peer: execFileSync("haproxy", ["-v"], { encoding: "utf8" }).split("\n")[0],
-    haproxyThreadsPerProcess: HAPROXY_THREADS ? Number(HAPROXY_THREADS) : os.cpus().length,
+    haproxyThreadsPerProcess: HAPROXY_THREADS ?? os.cpus().length,
     meridianThreadsPerProcess: 1,
     meridianRunsFrom: runsFrom,
     meridianNodeFlags: GATEWAY_FLAGS,
