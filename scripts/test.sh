@@ -11,7 +11,7 @@ npx eslint .
 npx prettier --check . >/dev/null || { npx prettier --check .; exit 1; }
 
 echo "== unit tests"
-node --import tsx --test --test-reporter=spec $(find src -name '*.test.ts' | sort)
+node --import tsx --test --test-reporter=spec $(find src bench -name '*.test.ts' | sort)
 
 echo "== integration tests"
 node --import tsx test/run-integration.ts
