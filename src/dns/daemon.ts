@@ -12,6 +12,7 @@ import type { KubernetesObject, V1EndpointSlice, V1Namespace } from "@kubernetes
 import { loadCredentials } from "../kube/credentials.js";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { TalliedCounter } from "../observability/tally.js";
 import { LABEL_SERVICE_NAME } from "../api/mcs.js";
 import type { ServiceImport } from "../api/mcs.js";
 import { Reflector } from "../kube/reflector.js";
@@ -240,31 +241,22 @@ interface DnsMetrics {
 }
 
 /**
- * Query counts are aggregated in a plain map on the hot path and handed to prom-client only when
- * scraped: a labelled `inc()` per query costs more than answering an A query.
+ * Query counts are tallied (src/observability/tally.ts): a labelled prom-client `inc()` per query
+ * costs more than answering an A query.
  */
 function createMetrics(registry: Registry, zone: ClusterSetZone): DnsMetrics {
   collectDefaultMetrics({ register: registry });
-  const counts = new Map<string, { labels: Record<string, string>; value: number }>();
-  let truncatedCount = 0;
-  new Counter({
+  const queries = new TalliedCounter({
     name: "meridian_dns_queries_total",
     help: "DNS messages answered, by transport, question type and response code (rcode NONE: no reply sent)",
     labelNames: ["transport", "qtype", "rcode"],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const { labels, value } of counts.values()) this.inc(labels, value);
-    },
+    registry,
   });
-  new Counter({
+  const truncated = new TalliedCounter({
     name: "meridian_dns_truncated_responses_total",
     help: "UDP responses sent with the TC bit because the answer did not fit the client's buffer",
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(truncatedCount);
-    },
+    labelNames: [],
+    registry,
   });
   const duration = new Histogram({
     name: "meridian_dns_request_duration_seconds",
@@ -304,24 +296,16 @@ function createMetrics(registry: Registry, zone: ClusterSetZone): DnsMetrics {
     cacheSynced,
     watchRestarts,
     observe(event) {
-      const key = `${event.transport}|${event.qtype}|${event.rcode}`;
-      let entry = counts.get(key);
-      if (!entry) {
-        entry = {
-          labels: {
-            transport: event.transport,
-            qtype: qtypeName(event.qtype),
-            rcode: rcodeName(event.rcode),
-          },
-          value: 0,
-        };
-        counts.set(key, entry);
-      }
-      entry.value++;
-      if (event.truncated) truncatedCount++;
+      // Keyed by the raw numbers: their names are looked up once per combination, not per query.
+      queries.incKeyed(`${event.transport}|${event.qtype}|${event.rcode}`, queryLabels, event);
+      if (event.truncated) truncated.inc({});
       duration.observe(event.durationSeconds);
     },
   };
+}
+
+function queryLabels(event: DnsQueryEvent): Record<"transport" | "qtype" | "rcode", string> {
+  return { transport: event.transport, qtype: qtypeName(event.qtype), rcode: rcodeName(event.rcode) };
 }
 
 function qtypeName(qtype: number): string {

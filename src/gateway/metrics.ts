@@ -1,5 +1,9 @@
-/** Prometheus metrics of one gateway instance, in a registry of its own (several run per process in tests). */
+/**
+ * Prometheus metrics of one gateway instance, in a registry of its own (several run per process in
+ * tests). Those touched for every proxied connection are tallied (src/observability/tally.ts).
+ */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { TalliedCounter, TalliedGauge } from "../observability/tally.js";
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -12,6 +16,14 @@ export class GatewayMetrics {
     return new Gauge({ name, help, labelNames, registers: [this.registry] });
   }
 
+  private talliedCounter<L extends string>(name: string, help: string, labelNames: readonly L[]) {
+    return new TalliedCounter({ name, help, labelNames, registry: this.registry });
+  }
+
+  private talliedGauge<L extends string>(name: string, help: string, labelNames: readonly L[]) {
+    return new TalliedGauge({ name, help, labelNames, registry: this.registry });
+  }
+
   private histogram<L extends string>(
     name: string,
     help: string,
@@ -21,17 +33,17 @@ export class GatewayMetrics {
     return new Histogram({ name, help, labelNames, buckets, registers: [this.registry] });
   }
 
-  readonly connectionsActive = this.gauge(
+  readonly connectionsActive = this.talliedGauge(
     "meridian_gateway_connections_active",
     "Open proxied connections by direction (outbound: local client to a cluster; inbound: peer gateway to a local endpoint)",
     ["direction", "service", "cluster"] as const,
   );
-  readonly connectionsTotal = this.counter(
+  readonly connectionsTotal = this.talliedCounter(
     "meridian_gateway_connections_total",
     "Proxied connections by direction, service, peer cluster and outcome",
     ["direction", "service", "cluster", "outcome"] as const,
   );
-  readonly bytes = this.counter(
+  readonly bytes = this.talliedCounter(
     "meridian_gateway_bytes_total",
     "Payload bytes by direction (sent: towards the service; received: back to the client), counted when a connection ends",
     ["direction", "service", "cluster", "flow"] as const,
@@ -61,7 +73,7 @@ export class GatewayMetrics {
     "cluster",
     "result",
   ] as const);
-  readonly routingDecisions = this.counter(
+  readonly routingDecisions = this.talliedCounter(
     "meridian_gateway_routing_decisions_total",
     "Target cluster chosen for new connections, by service, cluster and tier origin",
     ["service", "cluster", "origin"] as const,
@@ -71,12 +83,12 @@ export class GatewayMetrics {
     "Current share (0-1) of a service's new connections that each cluster gets",
     ["service", "cluster"] as const,
   );
-  readonly poolIdle = this.gauge(
+  readonly poolIdle = this.talliedGauge(
     "meridian_gateway_pool_idle_connections",
     "Warm, authenticated idle connections per peer gateway",
     ["cluster"] as const,
   );
-  readonly poolReuse = this.counter(
+  readonly poolReuse = this.talliedCounter(
     "meridian_gateway_pool_acquisitions_total",
     "Connections taken for a stream: warm (idle, already authenticated) or new (handshake on demand)",
     ["cluster", "kind"] as const,
