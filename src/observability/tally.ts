@@ -51,26 +51,41 @@ interface TallyOptions<L extends string> {
   registry: Registry;
 }
 
-/** A counter with prom-client's `inc(labels, value)`, summed in a map until scraped. */
-export class TalliedCounter<L extends string> {
-  private readonly sums: Sums<L>;
+/** Sums kept here, and the prom-client metric that shows them when scraped. */
+abstract class Tallied<L extends string> {
+  protected readonly sums: Sums<L>;
 
-  constructor(o: TallyOptions<L>) {
+  constructor(o: TallyOptions<L>, kind: "counter" | "gauge") {
     const sums = (this.sums = new Sums(o.labelNames));
-    new Counter<L>({
-      name: o.name,
-      help: o.help,
-      labelNames: o.labelNames,
-      registers: [o.registry],
-      collect() {
-        this.reset();
-        for (const { labels, value } of sums.byKey.values()) this.inc(labels, value);
-      },
-    });
+    const config = { name: o.name, help: o.help, labelNames: o.labelNames, registers: [o.registry] };
+    // A gauge shows its level, a counter its total: prom-client has `set` only for the former.
+    if (kind === "gauge")
+      new Gauge<L>({
+        ...config,
+        collect() {
+          this.reset();
+          for (const { labels, value } of sums.byKey.values()) this.set(labels, value);
+        },
+      });
+    else
+      new Counter<L>({
+        ...config,
+        collect() {
+          this.reset();
+          for (const { labels, value } of sums.byKey.values()) this.inc(labels, value);
+        },
+      });
   }
 
   inc(labels: Labels<L>, value = 1): void {
     this.sums.entry(labels).value += value;
+  }
+}
+
+/** A counter with prom-client's `inc(labels, value)`, summed in a map until scraped. */
+export class TalliedCounter<L extends string> extends Tallied<L> {
+  constructor(o: TallyOptions<L>) {
+    super(o, "counter");
   }
 
   /**
@@ -84,25 +99,9 @@ export class TalliedCounter<L extends string> {
 }
 
 /** A gauge with prom-client's `inc`, `dec` and `set`, kept in a map until scraped. */
-export class TalliedGauge<L extends string> {
-  private readonly sums: Sums<L>;
-
+export class TalliedGauge<L extends string> extends Tallied<L> {
   constructor(o: TallyOptions<L>) {
-    const sums = (this.sums = new Sums(o.labelNames));
-    new Gauge<L>({
-      name: o.name,
-      help: o.help,
-      labelNames: o.labelNames,
-      registers: [o.registry],
-      collect() {
-        this.reset();
-        for (const { labels, value } of sums.byKey.values()) this.set(labels, value);
-      },
-    });
-  }
-
-  inc(labels: Labels<L>, value = 1): void {
-    this.sums.entry(labels).value += value;
+    super(o, "gauge");
   }
 
   dec(labels: Labels<L>, value = 1): void {
