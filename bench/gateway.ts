@@ -248,8 +248,9 @@ async function startMeridian(backends: Services): Promise<Entry> {
 }
 
 /**
- * Where a comparison pair (HAProxy, or the bare Node relay) runs: A's listen address, B's (which A connects to) and the command
- * prefix that puts B in its network, and the backend's address as B sees it.
+ * Where a comparison pair (HAProxy, or the bare Node relay) runs: A's listen address, B's (which A
+ * connects to) and the command prefix that puts B in its network, and the backend's address as B
+ * sees it.
  */
 interface PairPlacement {
   aHost: string;
@@ -301,13 +302,14 @@ async function startNodeRelay(backends: Services, at: PairPlacement): Promise<En
   const b = await freePorts();
   const a = await freePorts();
   const config = (
+    role: "a" | "b",
     listenHost: string,
     listen: Services,
     targetHost: string,
     target: Services,
     files: typeof west,
   ) => {
-    const file = path.join(dir, `node-relay-${listenHost}.json`);
+    const file = path.join(dir, `node-relay-${role}.json`);
     const { cert, key } = files;
     const serverName = `east.gateway.${CLUSTERSET}`;
     writeFileSync(
@@ -318,10 +320,15 @@ async function startNodeRelay(backends: Services, at: PairPlacement): Promise<En
   };
   const script = path.join(repo, "bench/gateway-node-relay.ts");
   const node = [process.execPath, ...GATEWAY_FLAGS, "--import", "tsx", script];
-  const [bCmd, ...bArgs] = [...at.bPrefix, ...node, "b", config(at.bHost, b, at.backendHost, backends, east)];
+  const [bCmd, ...bArgs] = [
+    ...at.bPrefix,
+    ...node,
+    "b",
+    config("b", at.bHost, b, at.backendHost, backends, east),
+  ];
   const pb = start(bCmd, bArgs);
   await firstLine(pb);
-  const pa = start(node[0]!, [...node.slice(1), "a", config(at.aHost, a, at.bHost, b, west)]);
+  const pa = start(node[0]!, [...node.slice(1), "a", config("a", at.aHost, a, at.bHost, b, west)]);
   await firstLine(pa);
   return { ...a, pids: [pa.pid!, pb.pid!] };
 }
