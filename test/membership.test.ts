@@ -175,8 +175,12 @@ describe("leave and join", () => {
     const ns = await testNamespace(cs, ["west", "east", "north"]);
     await exportedService(ns, "north", "lv", "10.244.3.203");
     await exportedService(ns, "west", "lv", "10.244.1.203");
-    await eventually("imports everywhere", async () =>
-      (await sources("east", ns, "lv")).join() === "north,west" ? true : undefined,
+    // The first export of a new namespace waits behind whatever the controller still has queued
+    // from earlier tests; on the 2-core CI machine that once took over 15 s.
+    await eventually(
+      "imports everywhere",
+      async () => ((await sources("east", ns, "lv")).join() === "north,west" ? true : undefined),
+      30_000,
     );
 
     const res = await meridian(["leave", "north"], { stateDir: cs.stateDir });
