@@ -10,12 +10,15 @@
  *   node [GATEWAY_NODE_FLAGS] bench/gateway-node-relay.ts a|b CONFIG.json
  *
  * CONFIG: { listenHost, listen: {name: port}, targetHost, target: {name: port}, cert, key, ca,
- * serverName }: each `listen` port relays to the `target` port of the same name. Prints "ready"
- * once every port listens.
+ * serverName, muxConnections? }: each `listen` port relays to the `target` port of the same name.
+ * With `muxConnections` set (bench/gateway.ts `--with-mux-relay`), A instead keeps that many mTLS
+ * connections to B's one `mux` port and carries every client connection as a stream over them
+ * (bench/relay-mux.ts); B's `listen` is then just `mux`. Prints "ready" once every port listens.
  */
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
+import { MuxConnection } from "./relay-mux.js";
 
 interface RelayConfig {
   listenHost: string;
@@ -27,6 +30,8 @@ interface RelayConfig {
   ca: string;
   /** The name B's certificate must carry (A checks it, as HAProxy's `verifyhost` does). */
   serverName: string;
+  /** Multiplexed: how many TLS connections A keeps to B. */
+  muxConnections?: number;
 }
 
 const [role, configFile] = process.argv.slice(2);
@@ -64,7 +69,65 @@ function listening(server: net.Server, port: number): Promise<void> {
   });
 }
 
+/** A's multiplexed side: a fixed set of mTLS connections to B, each replaced when it closes. */
+function muxConnections(count: number): () => MuxConnection | undefined {
+  const port = config.target["mux"];
+  if (port === undefined) throw new Error("a multiplexed A needs a target port called mux");
+  const connections: MuxConnection[] = [];
+  const connect = (slot: number): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const socket = tls.connect({
+        ...credentials,
+        socket: tcpTo(config.targetHost, port),
+        servername: config.serverName,
+      });
+      socket.once("secureConnect", () => {
+        connections[slot] = new MuxConnection(socket);
+        socket.once("close", () => setTimeout(() => void connect(slot).catch(() => {}), 100));
+        resolve();
+      });
+      socket.once("error", reject);
+    });
+  ready.push(Promise.all(Array.from({ length: count }, (_, slot) => connect(slot))).then(() => {}));
+  // The least busy open connection.
+  return () =>
+    connections
+      .filter((c) => !c.closed)
+      .reduce<MuxConnection | undefined>(
+        (best, c) => (best && best.streamCount <= c.streamCount ? best : c),
+        undefined,
+      );
+}
+
+const ready: Promise<void>[] = [];
+const muxed = config.muxConnections;
+const pickConnection = role === "a" && muxed !== undefined ? muxConnections(muxed) : undefined;
+if (role === "b" && muxed !== undefined) {
+  const port = config.listen["mux"];
+  if (port === undefined) throw new Error("a multiplexed B needs a listen port called mux");
+  const server = tls.createServer(
+    { ...credentials, requestCert: true, rejectUnauthorized: true },
+    (socket) =>
+      new MuxConnection(socket, (name) => {
+        const target = config.target[name];
+        return target === undefined ? undefined : tcpTo(config.targetHost, target);
+      }),
+  );
+  server.on("connection", (raw: net.Socket) => raw.setNoDelay(true));
+  server.on("tlsClientError", () => {});
+  ready.push(listening(server, port));
+}
+
 const servers = Object.entries(config.listen).map(([name, port]) => {
+  if (muxed !== undefined && role === "b") return Promise.resolve();
+  if (pickConnection) {
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
+      const connection = pickConnection();
+      if (connection) connection.open(name, client);
+      else client.destroy();
+    });
+    return listening(server, port);
+  }
   const targetPort = config.target[name];
   if (targetPort === undefined) throw new Error(`no target port for ${name}`);
   if (role === "a") {
@@ -89,5 +152,5 @@ const servers = Object.entries(config.listen).map(([name, port]) => {
   server.on("tlsClientError", () => {});
   return listening(server, port);
 });
-await Promise.all(servers);
+await Promise.all([...servers, ...ready]);
 process.stdout.write("ready\n");

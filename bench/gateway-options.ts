@@ -17,6 +17,8 @@ export interface GatewayBenchOptions {
   only?: "meridian" | "haproxy";
   phases: Set<Phase>;
   withNodeRelay: boolean;
+  /** Also the relay pair multiplexing every stream over this many mTLS connections (0: not run). */
+  muxRelayConnections: number;
   profile?: string;
   haproxyThreads?: number;
   /** Replaces the gateways' V8 flags (loopback only). */
@@ -38,6 +40,7 @@ const FLAGS = {
   rounds: { type: "string", default: "5" },
   "warmup-rounds": { type: "string", default: "1" },
   "with-node-relay": { type: "boolean", default: false },
+  "with-mux-relay": { type: "string" },
   idle: { type: "string", default: "5000" },
   only: { type: "string" },
   phases: { type: "string" },
@@ -61,6 +64,8 @@ export function parseGatewayBenchArgs(args: string[]): GatewayBenchOptions {
     idle: wholeNumber("idle", values.idle, 1),
     phases: phasesOf(values),
     withNodeRelay: values["with-node-relay"],
+    muxRelayConnections:
+      values["with-mux-relay"] === undefined ? 0 : wholeNumber("with-mux-relay", values["with-mux-relay"], 1),
     ...optionalSettings(values),
   };
 }

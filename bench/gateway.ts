@@ -22,7 +22,7 @@
  * gateway has its hot paths compiled, a fresh one does not, and a user runs the former.
  *
  *   node --import tsx bench/gateway.ts [--on clusterset|loopback] [--seconds 3] [--rounds 5]
- *                                      [--warmup-rounds 1] [--with-node-relay]
+ *                                      [--warmup-rounds 1] [--with-node-relay] [--with-mux-relay N]
  *                                      [--idle 5000] [--only meridian] [--profile DIR]
  *
  * `--only meridian` (or `haproxy`) measures one system and the direct baseline, for iterating;
@@ -35,6 +35,9 @@
  * `--with-node-relay` adds a third proxy pair placed where HAProxy is: a bare Node.js TLS relay
  * (bench/gateway-node-relay.ts), the floor under anything written on Node's net and TLS layers; the
  * results then split the gap to HAProxy into the runtime's part and Meridian's (`nodeRelayRatios`).
+ * `--with-mux-relay N` adds the same relay multiplexing every client connection as a stream over
+ * N long-lived mTLS connections (bench/relay-mux.ts): what multiplexing would cost and save before
+ * the gateway chooses it (`muxRelayRatios`, against the plain relay and HAProxy).
  *
  * Ctrl-C (or SIGTERM) stops the run and everything it started, the private clusterset included.
  *
@@ -298,23 +301,35 @@ async function startHaproxy(backends: Services, at: PairPlacement): Promise<Entr
  * The bare Node.js relay pair (bench/gateway-node-relay.ts), placed where HAProxy is, with the
  * gateways' V8 flags and the same certificates and name check.
  */
-async function startNodeRelay(backends: Services, at: PairPlacement): Promise<Entry> {
-  const b = await freePorts();
+async function startNodeRelay(backends: Services, at: PairPlacement, muxConnections = 0): Promise<Entry> {
   const a = await freePorts();
+  // Multiplexed, B listens on one port and A names the target in each stream's OPEN.
+  const b: Record<string, number> = muxConnections > 0 ? { mux: await freePort() } : await freePorts();
+  const kind = muxConnections > 0 ? "mux-relay" : "node-relay";
   const config = (
     role: "a" | "b",
     listenHost: string,
-    listen: Services,
+    listen: Record<string, number>,
     targetHost: string,
-    target: Services,
+    target: Record<string, number>,
     files: typeof west,
   ) => {
-    const file = path.join(dir, `node-relay-${role}.json`);
+    const file = path.join(dir, `${kind}-${role}.json`);
     const { cert, key } = files;
     const serverName = `east.gateway.${CLUSTERSET}`;
     writeFileSync(
       file,
-      JSON.stringify({ listenHost, listen, targetHost, target, cert, key, ca: caFile, serverName }),
+      JSON.stringify({
+        listenHost,
+        listen,
+        targetHost,
+        target,
+        cert,
+        key,
+        ca: caFile,
+        serverName,
+        ...(muxConnections > 0 ? { muxConnections } : {}),
+      }),
     );
     return file;
   };
@@ -334,7 +349,7 @@ async function startNodeRelay(backends: Services, at: PairPlacement): Promise<En
 }
 
 interface System {
-  name: "direct" | "meridian" | "haproxy" | "nodeRelay";
+  name: "direct" | "meridian" | "haproxy" | "nodeRelay" | "muxRelay";
   /** Where clients connect: `host` and the port of each service. */
   host: string;
   entry: Services;
@@ -450,6 +465,8 @@ function costRatios(x: ReturnType<typeof summarize> & { idleMemoryMiBPer10k?: nu
   return {
     throughput: ratio(x.throughputMBps, y.throughputMBps),
     cpuPerGB: ratio(x.proxyCpuSecondsPerGB, y.proxyCpuSecondsPerGB),
+    connectionsPerSecond: ratio(x.connectionsPerSecond, y.connectionsPerSecond),
+    cpuPerConnection: ratio(x.proxyCpuMicrosecondsPerConnection, y.proxyCpuMicrosecondsPerConnection),
     cpuPerRoundTrip: ratio(x.proxyCpuMicrosecondsPerRoundTrip, y.proxyCpuMicrosecondsPerRoundTrip),
     rttP50: ratio(x.rttMs.p50, y.rttMs.p50),
     rttP99: ratio(x.rttMs.p99, y.rttMs.p99),
@@ -606,6 +623,10 @@ try {
     const entry = await startNodeRelay(backends, at);
     systems.push({ name: "nodeRelay", host: at.aHost, entry, pids: entry.pids });
   }
+  if (options.muxRelayConnections > 0) {
+    const entry = await startNodeRelay(backends, at, options.muxRelayConnections);
+    systems.push({ name: "muxRelay", host: at.aHost, entry, pids: entry.pids });
+  }
   const { measured: tallies, cold } = await measureInterleaved(systems);
   // Memory last and one system at a time: idle connections left behind would load the others.
   const memory = new Map<string, Awaited<ReturnType<typeof idleMemory>>>();
@@ -636,6 +657,7 @@ try {
   const reports = new Map(systems.map((s) => [s.name, report(s)]));
   const direct = reports.get("direct")!;
   const nodeRelay = reports.get("nodeRelay");
+  const muxRelay = reports.get("muxRelay");
   // The clusterset's gateways are its own, stopped with it.
   for (const s of systems.slice(1))
     if (!(TOPOLOGY && s.name === "meridian")) for (const pid of s.pids) process.kill(pid, "SIGTERM");
@@ -681,6 +703,17 @@ try {
           nodeRelayRatios: {
             meridianOverNodeRelay: costRatios(meridian, nodeRelay),
             nodeRelayOverHaproxy: costRatios(nodeRelay, haproxy),
+          },
+        }
+      : {}),
+    ...(muxRelay
+      ? {
+          muxRelay,
+          muxRelayConnections: options.muxRelayConnections,
+          // What multiplexing costs or saves: the same relay without it, and the peer.
+          muxRelayRatios: {
+            ...(nodeRelay ? { muxRelayOverNodeRelay: costRatios(muxRelay, nodeRelay) } : {}),
+            muxRelayOverHaproxy: costRatios(muxRelay, haproxy),
           },
         }
       : {}),
@@ -778,6 +811,11 @@ try {
       ...(nodeRelay
         ? [
             `bare Node relay (no framing, no pool; a handshake per connection): ${nodeRelay.throughputMBps} MB/s (${nodeRelay.proxyCpuSecondsPerGB} CPU s/GB), ${nodeRelay.connectionsPerSecond} conn/s, RTT p50/p99 ${f(nodeRelay.rttMs.p50)}/${f(nodeRelay.rttMs.p99)} ms (${nodeRelay.proxyCpuMicrosecondsPerRoundTrip} µs CPU per round trip), ${nodeRelay.idleMemoryMiBPer10k} MiB per 10k idle`,
+          ]
+        : []),
+      ...(muxRelay
+        ? [
+            `multiplexed Node relay (every connection a stream over ${options.muxRelayConnections} mTLS connections): ${muxRelay.throughputMBps} MB/s (${muxRelay.proxyCpuSecondsPerGB} CPU s/GB), ${muxRelay.connectionsPerSecond} conn/s, RTT p50/p99 ${f(muxRelay.rttMs.p50)}/${f(muxRelay.rttMs.p99)} ms (${muxRelay.proxyCpuMicrosecondsPerRoundTrip} µs CPU per round trip), ${muxRelay.idleMemoryMiBPer10k} MiB per 10k idle`,
           ]
         : []),
       `direct (no proxy): ${direct.throughputMBps} MB/s, ${direct.connectionsPerSecond} conn/s, RTT p50/p99/p99.9 ${f(direct.rttMs.p50)}/${f(direct.rttMs.p99)}/${f(direct.rttMs.p999)} ms (${direct.rttSamples} round trips)`,
