@@ -23,7 +23,7 @@ export const HEADER_BYTES = 9;
  * stream stays small, so the worst case a slow client makes the gateway hold stays bounded.
  */
 export const INITIAL_STREAM_WINDOW = 256 * 1024;
-export const MAX_STREAM_WINDOW = Number(process.env.MUX_MAX_WINDOW ?? 8 * 2 ** 20);
+export const MAX_STREAM_WINDOW = 8 * 2 ** 20;
 
 export function frameHeader(type: FrameType, stream: number, length: number): Buffer {
   const header = Buffer.allocUnsafe(HEADER_BYTES);
