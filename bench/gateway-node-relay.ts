@@ -13,12 +13,13 @@
  * serverName, muxConnections? }: each `listen` port relays to the `target` port of the same name.
  * With `muxConnections` set (bench/gateway.ts `--with-mux-relay`), A instead keeps that many mTLS
  * connections to B's one `mux` port and carries every client connection as a stream over them
- * (bench/relay-mux.ts); B's `listen` is then just `mux`. Prints "ready" once every port listens.
+ * (src/gateway/mux.ts, the gateway's own multiplexing); B's `listen` is then just `mux`. Prints "ready" once every port listens.
  */
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
-import { MuxConnection } from "./relay-mux.js";
+import type { MuxChannel } from "../src/gateway/mux.js";
+import { MuxConnection } from "../src/gateway/mux.js";
 
 interface RelayConfig {
   listenHost: string;
@@ -46,7 +47,7 @@ const credentials = {
 };
 
 /** Both directions with backpressure; each side's end is passed on (half-close), an error cuts both. */
-function relay(a: net.Socket, b: net.Socket): void {
+function relay(a: net.Socket, b: net.Socket | MuxChannel): void {
   a.pipe(b);
   b.pipe(a);
   const cut = (): void => {
@@ -55,6 +56,14 @@ function relay(a: net.Socket, b: net.Socket): void {
   };
   a.on("error", cut);
   b.on("error", cut);
+}
+
+/** `relay` for a channel: a channel cut (not ended both ways) cuts the socket too. */
+function relayChannel(socket: net.Socket, channel: MuxChannel): void {
+  relay(socket, channel);
+  channel.on("close", () => {
+    if (!(channel.readableEnded && channel.writableFinished)) socket.destroy();
+  });
 }
 
 /** A TCP socket with Nagle off: a TLSSocket's own setNoDelay does not reach the TCP handle. */
@@ -92,11 +101,8 @@ function muxConnections(count: number): () => MuxConnection | undefined {
   // The least busy open connection.
   return () =>
     connections
-      .filter((c) => !c.closed)
-      .reduce<MuxConnection | undefined>(
-        (best, c) => (best && best.streamCount <= c.streamCount ? best : c),
-        undefined,
-      );
+      .filter((c) => c.usable)
+      .reduce<MuxConnection | undefined>((best, c) => (best && best.load <= c.load ? best : c), undefined);
 }
 
 const ready: Promise<void>[] = [];
@@ -108,9 +114,10 @@ if (role === "b" && muxed !== undefined) {
   const server = tls.createServer(
     { ...credentials, requestCert: true, rejectUnauthorized: true },
     (socket) =>
-      new MuxConnection(socket, (name) => {
-        const target = config.target[name];
-        return target === undefined ? undefined : tcpTo(config.targetHost, target);
+      new MuxConnection(socket, (channel, label) => {
+        const target = config.target[label.toString()];
+        if (target === undefined) channel.destroy();
+        else relayChannel(tcpTo(config.targetHost, target), channel);
       }),
   );
   server.on("connection", (raw: net.Socket) => raw.setNoDelay(true));
@@ -123,7 +130,7 @@ const servers = Object.entries(config.listen).map(([name, port]) => {
   if (pickConnection) {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
       const connection = pickConnection();
-      if (connection) connection.open(name, client);
+      if (connection) relayChannel(client, connection.open(Buffer.from(name)));
       else client.destroy();
     });
     return listening(server, port);

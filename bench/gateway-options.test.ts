@@ -12,6 +12,7 @@ describe("bench/gateway.ts flags", () => {
     assert.equal(o.idle, 5000);
     assert.equal(o.withNodeRelay, false);
     assert.equal(o.muxRelayConnections, 0);
+    assert.equal(o.multiplex, undefined);
     assert.equal(o.only, undefined);
     assert.deepEqual([...o.phases], ["throughput", "connections", "latency", "memory"]);
   });
@@ -19,7 +20,7 @@ describe("bench/gateway.ts flags", () => {
   it("takes the iteration flags", () => {
     const o = parseGatewayBenchArgs(
       ["--on", "loopback", "--only", "meridian", "--phases", "latency,connections", "--warmup-rounds", "0",
-        "--with-node-relay", "--with-mux-relay", "4", "--haproxy-threads", "1", "--gateway-node-flags", " --a  --b "],
+        "--with-node-relay", "--with-mux-relay", "4", "--multiplex", "0", "--haproxy-threads", "1", "--gateway-node-flags", " --a  --b "],
     ); // prettier-ignore
     assert.equal(o.on, "loopback");
     assert.equal(o.only, "meridian");
@@ -27,6 +28,7 @@ describe("bench/gateway.ts flags", () => {
     assert.equal(o.warmupRounds, 0);
     assert.equal(o.withNodeRelay, true);
     assert.equal(o.muxRelayConnections, 4);
+    assert.equal(o.multiplex, 0);
     assert.equal(o.haproxyThreads, 1);
     assert.deepEqual(o.gatewayNodeFlags, ["--a", "--b"]);
   });
@@ -38,6 +40,7 @@ describe("bench/gateway.ts flags", () => {
     [["--rounds", "2.5"], /--rounds takes a whole number/],
     [["--idle", ""], /--idle takes a whole number of at least 1, not ""/],
     [["--seconds", "soon"], /--seconds takes a number above 0, not "soon"/],
+    [["--multiplex=-2"], /--multiplex takes a whole number of at least 0, not "-2"/],
     [["--with-mux-relay", "0"], /--with-mux-relay takes a whole number of at least 1, not "0"/],
     [["--haproxy-threads", "0"], /--haproxy-threads takes a whole number of at least 1/],
     [["--on", "moon"], /--on takes clusterset or loopback, not "moon"/],

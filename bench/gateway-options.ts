@@ -19,6 +19,8 @@ export interface GatewayBenchOptions {
   withNodeRelay: boolean;
   /** Also the relay pair multiplexing every stream over this many mTLS connections (0: not run). */
   muxRelayConnections: number;
+  /** Meridian's gateways multiplex streams over this many connections per peer (0: not; absent: their default). */
+  multiplex?: number;
   profile?: string;
   haproxyThreads?: number;
   /** Replaces the gateways' V8 flags (loopback only). */
@@ -41,6 +43,7 @@ const FLAGS = {
   "warmup-rounds": { type: "string", default: "1" },
   "with-node-relay": { type: "boolean", default: false },
   "with-mux-relay": { type: "string" },
+  multiplex: { type: "string" },
   idle: { type: "string", default: "5000" },
   only: { type: "string" },
   phases: { type: "string" },
@@ -64,6 +67,7 @@ export function parseGatewayBenchArgs(args: string[]): GatewayBenchOptions {
     idle: wholeNumber("idle", values.idle, 1),
     phases: phasesOf(values),
     withNodeRelay: values["with-node-relay"],
+    ...(values.multiplex !== undefined ? { multiplex: wholeNumber("multiplex", values.multiplex, 0) } : {}),
     muxRelayConnections:
       values["with-mux-relay"] === undefined ? 0 : wholeNumber("with-mux-relay", values["with-mux-relay"], 1),
     ...optionalSettings(values),

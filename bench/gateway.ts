@@ -23,6 +23,7 @@
  *
  *   node --import tsx bench/gateway.ts [--on clusterset|loopback] [--seconds 3] [--rounds 5]
  *                                      [--warmup-rounds 1] [--with-node-relay] [--with-mux-relay N]
+ *                                      [--multiplex N]
  *                                      [--idle 5000] [--only meridian] [--profile DIR]
  *
  * `--only meridian` (or `haproxy`) measures one system and the direct baseline, for iterating;
@@ -37,7 +38,10 @@
  * results then split the gap to HAProxy into the runtime's part and Meridian's (`nodeRelayRatios`).
  * `--with-mux-relay N` adds the same relay multiplexing every client connection as a stream over
  * N long-lived mTLS connections (bench/relay-mux.ts): what multiplexing would cost and save before
- * the gateway chooses it (`muxRelayRatios`, against the plain relay and HAProxy).
+ * the gateway chooses it (`muxRelayRatios`, against the plain relay and HAProxy). `--multiplex N`
+ * runs Meridian's own gateways with `--multiplex N` (through MERIDIAN_GATEWAY_MULTIPLEX, which the
+ * clusterset's gateways inherit): streams as channels over N connections per peer (default: the
+ * gateways' own, 2; 0: a connection per stream, as before multiplexing).
  *
  * Ctrl-C (or SIGTERM) stops the run and everything it started, the private clusterset included.
  *
@@ -52,6 +56,7 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { DEFAULT_MULTIPLEX_CONNECTIONS } from "../src/gateway/mux.js";
 import { GATEWAY_NODE_FLAGS } from "../src/gateway/node-flags.js";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "../src/gateway/trust.js";
 import { parseGatewayBenchArgs } from "./gateway-options.js";
@@ -79,6 +84,10 @@ const HAPROXY_THREADS = options.haproxyThreads;
 const PROFILE = options.profile ? path.resolve(options.profile) : undefined;
 /** Node flags for the Meridian gateways: those every gateway runs with, unless overridden. */
 const GATEWAY_FLAGS = options.gatewayNodeFlags ?? GATEWAY_NODE_FLAGS;
+// Inherited by every gateway this run starts, on loopback or in the staged clusterset.
+if (options.multiplex !== undefined) process.env["MERIDIAN_GATEWAY_MULTIPLEX"] = String(options.multiplex);
+else delete process.env["MERIDIAN_GATEWAY_MULTIPLEX"];
+const MULTIPLEX = options.multiplex ?? DEFAULT_MULTIPLEX_CONNECTIONS;
 const SECONDS = options.seconds;
 const ROUNDS = options.rounds;
 /**
@@ -687,6 +696,7 @@ try {
     peer: execFileSync("haproxy", ["-v"], { encoding: "utf8" }).split("\n")[0],
     haproxyThreadsPerProcess: HAPROXY_THREADS ?? os.cpus().length,
     meridianThreadsPerProcess: 1,
+    meridianMultiplexConnections: MULTIPLEX,
     meridianRunsFrom: runsFrom,
     meridianNodeFlags: GATEWAY_FLAGS,
     secondsPerPhase: SECONDS,

@@ -15,6 +15,7 @@ const defaults: RunOptions = {
   idleTimeout: "3600",
   drainTimeout: "10",
   probeInterval: "1",
+  multiplex: "2",
 };
 
 describe("gateway run's flags", () => {
@@ -24,6 +25,11 @@ describe("gateway run's flags", () => {
     assert.deepEqual(settings.probe, { intervalMs: 1000 });
     assert.deepEqual(settings.locality, { region: "eu", zone: "eu-1" });
     assert.equal(settings.prepareListenHost, undefined);
+    assert.deepEqual(settings.pool, { multiplex: 2 });
+  });
+
+  it("takes --multiplex 0 for a connection per stream", () => {
+    assert.deepEqual(gatewaySettings({ ...defaults, multiplex: "0" }).pool, { multiplex: 0 });
   });
 
   for (const [flag, option, value, message] of [
@@ -37,6 +43,8 @@ describe("gateway run's flags", () => {
     ["--max-connections", "maxConnections", "2.5", /--max-connections must be a whole number above 0/],
     ["--idle-timeout", "idleTimeout", "-1", /--idle-timeout must be a positive number of seconds, got "-1"/],
     ["--probe-interval", "probeInterval", "soon", /--probe-interval must be a positive number of seconds/],
+    ["--multiplex", "multiplex", "-1", /--multiplex must be a whole number \(0 or more\), got "-1"/],
+    ["--multiplex", "multiplex", "two", /--multiplex must be a whole number \(0 or more\), got "two"/],
   ] as const) {
     it(`refuses ${flag} ${value} with a message naming the flag`, () => {
       assert.throws(() => gatewaySettings({ ...defaults, [option]: value }), message);

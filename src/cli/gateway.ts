@@ -8,6 +8,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import type { Command } from "commander";
+import { Option } from "commander";
+import { DEFAULT_MULTIPLEX_CONNECTIONS } from "../gateway/mux.js";
 import { Gateway, type GatewayOptions } from "../gateway/gateway.js";
 import type { IdentitySource } from "../gateway/identity.js";
 import { FileIdentity, RenewingIdentity, splitPems } from "../gateway/identity.js";
@@ -57,12 +59,21 @@ export interface RunOptions {
   idleTimeout: string;
   drainTimeout: string;
   probeInterval: string;
+  /** Multiplexed connections per peer gateway; 0: a connection per concurrent stream. */
+  multiplex: string;
 }
 
 const seconds = (v: string, flag: string): number => {
   const n = Number(v);
   if (!(n > 0)) throw new Error(`${flag} must be a positive number of seconds, got "${v}"`);
   return n * 1000;
+};
+
+const wholeNumber = (v: string, flag: string): number => {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isInteger(n) || n < 0)
+    throw new Error(`${flag} must be a whole number (0 or more), got "${v}"`);
+  return n;
 };
 
 const positiveInteger = (v: string, flag: string): number => {
@@ -157,7 +168,7 @@ export function gatewaySettings(
   o: RunOptions,
 ): Pick<
   GatewayOptions,
-  "clusterId" | "locality" | "localListenHost" | "prepareListenHost" | "limits" | "probe"
+  "clusterId" | "locality" | "localListenHost" | "prepareListenHost" | "limits" | "probe" | "pool"
 > {
   return {
     clusterId: o.clusterId,
@@ -169,6 +180,7 @@ export function gatewaySettings(
       idleTimeoutMs: seconds(o.idleTimeout, "--idle-timeout"),
     },
     probe: { intervalMs: seconds(o.probeInterval, "--probe-interval") },
+    pool: { multiplex: wholeNumber(o.multiplex, "--multiplex") },
   };
 }
 
@@ -296,6 +308,14 @@ export function registerGatewayCommands(program: Command): void {
     .option("--idle-timeout <seconds>", "close connections idle this long", "3600")
     .option("--drain-timeout <seconds>", "on SIGTERM, wait this long for connections to finish", "25")
     .option("--probe-interval <seconds>", "active probe period for peer gateways (jittered ±20%)", "1")
+    .addOption(
+      new Option(
+        "--multiplex <connections>",
+        "carry streams to each peer gateway as channels over this many mTLS connections (ALPN meridian-mux/1; peers that do not offer it get a connection per stream); 0: a connection per stream",
+      )
+        .default(String(DEFAULT_MULTIPLEX_CONNECTIONS))
+        .env("MERIDIAN_GATEWAY_MULTIPLEX"),
+    )
     .action(run);
 
   gateway

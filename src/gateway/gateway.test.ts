@@ -1,6 +1,7 @@
 /**
  * Gateways with real sockets on 127.0.0.1: client → gateway A → mTLS → gateway B → backend.
- * Several gateways run in this process, each with its own metrics registry.
+ * Several gateways run in this process, each with its own metrics registry. gateway-mux.test.ts
+ * runs every case again with importing gateways that multiplex (`MERIDIAN_TEST_MULTIPLEX`).
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -16,6 +17,8 @@ import { FileIdentity } from "./identity.js";
 import { encodeOpen, FIN_FRAME, FrameDecoder, ReplyStatus } from "./protocol.js";
 
 const cs = makeClusterset();
+/** Multiplexed connections per peer for every gateway these tests start (0: a connection per stream). */
+const MULTIPLEX = Number(process.env["MERIDIAN_TEST_MULTIPLEX"] ?? 0);
 const cleanups: Array<() => Promise<unknown>> = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
@@ -32,7 +35,10 @@ async function gateway(
   table: RoutingTable,
   options: Parameters<typeof startGateway>[3] = {},
 ): Promise<TestGateway> {
-  const g = await startGateway(cs, clusterId, table, options);
+  const g = await startGateway(cs, clusterId, table, {
+    ...options,
+    ...(MULTIPLEX > 0 ? { pool: { multiplex: MULTIPLEX, ...options.pool } } : {}),
+  });
   cleanups.push(() => g.gateway.stop(200));
   return g;
 }
@@ -123,6 +129,54 @@ describe("data path", () => {
       role: "client",
     });
     assert.ok(handshakes <= 8, `${handshakes} handshakes for 50 connections`);
+  });
+
+  it("holds a peer connection per concurrent stream, or multiplexes them over a few", async () => {
+    const echo = await backend("east-echo", "echo");
+    const b = await gateway("east", exporting("shop/echo", [echo]));
+    const a = await gateway("west", importing("shop/echo", [b]));
+    const port = a.port("shop/echo:80");
+    const clients = await Promise.all(
+      Array.from(
+        { length: 40 },
+        (_, i) =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const s = net.connect({ port, host: "127.0.0.1" }, () => s.write(`client ${i};`));
+            s.once("data", (d: Buffer) =>
+              d.toString() === `client ${i};`
+                ? resolve(s)
+                : reject(new Error(`client ${i} got ${d.toString()}`)),
+            );
+            s.once("error", reject);
+          }),
+      ),
+    );
+    const handshakes = await b.gateway.metrics.value("meridian_gateway_tls_handshakes_total", {
+      role: "server",
+    });
+    for (const c of clients) c.destroy();
+    if (MULTIPLEX > 0) assert.ok(handshakes <= MULTIPLEX, `${handshakes} connections for 40 streams`);
+    else assert.ok(handshakes >= 40, `only ${handshakes} connections for 40 concurrent streams`);
+  });
+
+  it("falls back to a connection per stream with a peer that does not offer multiplexing", async () => {
+    const echo = await backend("east-old", "echo");
+    const b = await gateway("east", exporting("shop/old", [echo]), { acceptMultiplex: false });
+    const a = await gateway("west", importing("shop/old", [b]), { pool: { multiplex: 2 } });
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => exchange(a.port("shop/old:80"), `request ${i}`)),
+    );
+    assert.deepEqual(
+      answers,
+      Array.from({ length: 12 }, (_, i) => `request ${i}`),
+    );
+    const handshakes = await b.gateway.metrics.value("meridian_gateway_tls_handshakes_total", {
+      role: "server",
+    });
+    assert.ok(
+      handshakes >= 12,
+      `${handshakes} connections for 12 concurrent streams: not a connection per stream`,
+    );
   });
 
   it("serves a protocol where the server speaks first: the OPEN leaves without client bytes", async () => {

@@ -9,6 +9,7 @@
  *                      ◀── REPLY ok, then framed bytes both ways (tunnel.ts)
  */
 import net from "node:net";
+import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import type { SecureContext, TLSSocket } from "node:tls";
 import type { Logger } from "../observability/logger.js";
@@ -18,6 +19,7 @@ import type { HealthSnapshot } from "./health.js";
 import { HealthTracker, jitteredDelay } from "./health.js";
 import type { IdentitySource } from "./identity.js";
 import { GatewayMetrics } from "./metrics.js";
+import { MUX_ALPN, MuxChannel, MuxConnection } from "./mux.js";
 import type { Locality, RoutedCluster, Tier } from "./policy.js";
 import { computeTiers, effectiveRouting, WeightedPicker } from "./policy.js";
 import type { PoolOptions } from "./pool.js";
@@ -74,7 +76,13 @@ export interface GatewayOptions {
    */
   sourceNamespaces?: SourceNamespaces;
   limits?: Partial<GatewayLimits>;
+  /** Includes `multiplex`: channels over that many connections per peer (default 0: a connection per stream). */
   pool?: Partial<PoolOptions>;
+  /**
+   * Offer multiplexing (ALPN) to importing gateways that ask for it (default true); false answers
+   * like a gateway from before multiplexing, which such peers serve with a connection per stream.
+   */
+  acceptMultiplex?: boolean;
   probe?: Partial<ProbeOptions>;
   outlier?: { consecutiveFailures?: number; baseEjectionMs?: number; maxEjectionMs?: number };
   logger?: Logger;
@@ -127,10 +135,10 @@ export class Gateway {
   private outbound = 0;
   private inbound = 0;
   /** Every socket we hold, so drain can wait for them and then cut the rest. */
-  private readonly activeSockets = new Set<net.Socket>();
+  private readonly activeSockets = new Set<Duplex>();
   /** Peer connections waiting between streams: closed at once on drain. */
-  private readonly idlePeerSockets = new Set<TLSSocket>();
-  private readonly closeHooked = new WeakSet<net.Socket>();
+  private readonly idlePeerSockets = new Set<Duplex>();
+  private readonly closeHooked = new WeakSet<Duplex>();
   /** Every accepted peer connection, whatever its state, so stop() leaves none behind. */
   private readonly peerSockets = new Set<net.Socket>();
   /** Passive health of (cluster, service): a peer saying "no endpoints" is cheap to re-ask, so short ejections. */
@@ -201,6 +209,8 @@ export class Gateway {
       // Verified in onPeerConnection so each refusal is classified and counted.
       rejectUnauthorized: false,
       allowHalfOpen: true,
+      // Offered to importing gateways that multiplex; others send no ALPN and get a stream per connection.
+      ...(this.o.acceptMultiplex === false ? {} : { ALPNProtocols: [MUX_ALPN] }),
     });
     this.peerServer.on("connection", (raw: net.Socket) => {
       // Tracked from the TCP accept on, so a connection stuck in its handshake cannot hold up stop().
@@ -509,7 +519,7 @@ export class Gateway {
     }
   }
 
-  private track(socket: net.Socket): void {
+  private track(socket: Duplex): void {
     this.activeSockets.add(socket);
     // Peer connections carry many streams: hook their close once, not once per stream.
     if (this.closeHooked.has(socket)) return;
@@ -608,7 +618,7 @@ export class Gateway {
     const open = this.openFor(route, client);
     // A warm connection the peer has just closed is not the peer's fault: one redial is free.
     for (let round = 0; round < 2; round++) {
-      let tunnel: TLSSocket;
+      let tunnel: Duplex;
       let warm: boolean;
       try {
         ({ socket: tunnel, warm } = await connector.acquire());
@@ -741,14 +751,21 @@ export class Gateway {
       return;
     }
     this.metrics.handshakes.inc({ role: "server", result: "ok", resumed });
-    void this.serveTunnel(socket, facts, verdict.identity);
+    if (socket.alpnProtocol === MUX_ALPN)
+      new MuxConnection(socket, (channel) => void this.serveTunnel(channel, facts, verdict.identity));
+    else void this.serveTunnel(socket, facts, verdict.identity);
   }
 
+  /**
+   * Serves the streams of a peer's tunnel: one after another on a connection of its own, exactly
+   * one on a multiplexed channel (released when it ends cleanly).
+   */
   private async serveTunnel(
-    socket: TLSSocket,
+    socket: Duplex,
     facts: PeerCertificateFacts,
     source: PeerIdentity,
   ): Promise<void> {
+    const channel = socket instanceof MuxChannel ? socket : undefined;
     let buffered: Buffer = Buffer.alloc(0);
     for (;;) {
       if (this.draining) return void socket.destroy();
@@ -772,18 +789,20 @@ export class Gateway {
       }
       if (open.request.kind === "probe") {
         socket.write(reply(this.draining ? "draining" : "ok"));
+        if (channel) return channel.release(this.limits.peerIdleMs);
         buffered = open.rest;
         continue;
       }
       const outcome = await this.serveStream(socket, open.request, open.rest, source);
       if (outcome === undefined) return void socket.destroy();
+      if (channel) return channel.release(this.limits.peerIdleMs);
       buffered = outcome;
     }
   }
 
   /** Serves one stream; returns bytes already read for the next stream, or undefined to close. */
   private async serveStream(
-    socket: TLSSocket,
+    socket: Duplex,
     req: OpenRequest,
     rest: Buffer,
     peer: PeerIdentity,
@@ -850,7 +869,7 @@ export class Gateway {
    * carry the next OPEN. Returns what was read beyond them, or undefined to close.
    */
   private refuseStream(
-    socket: TLSSocket,
+    socket: Duplex,
     req: OpenRequest,
     rest: Buffer,
     status: ReplyStatusName,
@@ -867,7 +886,7 @@ function reply(status: ReplyStatusName): Buffer {
 
 /** Reads an OPEN (possibly already partly in `buffered`); undefined on close, timeout or garbage. */
 function readOpen(
-  socket: TLSSocket,
+  socket: Duplex,
   buffered: Buffer,
   timeoutMs: number,
 ): Promise<{ request: OpenRequest; rest: Buffer } | undefined> {
@@ -891,7 +910,7 @@ function readOpen(
 
 /** Reads the one-byte reply to an OPEN; rejects on close or timeout. */
 async function readReply(
-  socket: TLSSocket,
+  socket: Duplex,
   timeoutMs: number,
 ): Promise<{ status: ReplyStatusName; rest: Buffer }> {
   const reply = await readFrom<{ status: ReplyStatusName; rest: Buffer } | Error>(

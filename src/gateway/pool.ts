@@ -5,14 +5,20 @@
  * connection if there is one, so a new client connection usually costs no handshake at all; the
  * connection comes back to the pool when its stream ends cleanly.
  *
+ * With `multiplex`, streams are instead channels over a few long-lived connections per peer
+ * (src/gateway/mux.ts), negotiated by ALPN; a peer that does not answer with the multiplexing
+ * protocol (an older gateway) gets one connection per stream as before.
+ *
  * No TLS session resumption: on a resumed TLS 1.3 session Node 20 gives the client an empty peer
  * certificate (measured), so the peer's identity could not be checked again; with the pool,
  * full handshakes are rare anyway.
  */
 import net from "node:net";
+import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import type { SecureContext, TLSSocket } from "node:tls";
 import type { GatewayMetrics } from "./metrics.js";
+import { MUX_ALPN, MuxChannel, MuxConnection } from "./mux.js";
 import type { PeerGateway } from "./routes.js";
 import type { RefusalReason, TrustBundle } from "./trust.js";
 import { classifyPeer, gatewayDnsName } from "./trust.js";
@@ -27,6 +33,8 @@ export interface PoolOptions {
   connectTimeoutMs: number;
   /** Handshakes in flight per peer (default 32); more wait their turn. */
   maxHandshakes?: number;
+  /** Multiplexed connections kept per peer; 0 or absent: one connection per concurrent stream. */
+  multiplex?: number;
 }
 
 export class PeerRefusedError extends Error {
@@ -51,6 +59,11 @@ export class PeerConnector {
   /** Handshakes in progress and waiting, so a burst of new connections queues instead of timing out. */
   private handshaking = 0;
   private readonly handshakeQueue: Array<() => void> = [];
+  private readonly muxed: MuxConnection[] = [];
+  /** Multiplexed connections being dialed: a stream arriving while none is up waits for the first. */
+  private readonly muxDials = new Set<Promise<MuxConnection | undefined>>();
+  /** False once the peer answered without the multiplexing protocol (until the next flush). */
+  private peerMultiplexes = true;
 
   constructor(
     public peer: PeerGateway,
@@ -64,8 +77,20 @@ export class PeerConnector {
     return this.idle.length;
   }
 
-  /** A connection ready for a stream, warm from the pool if possible. */
-  async acquire(): Promise<{ socket: TLSSocket; warm: boolean }> {
+  /** Streams go over multiplexed connections to this peer. */
+  get multiplexing(): boolean {
+    return (this.options.multiplex ?? 0) > 0 && this.peerMultiplexes;
+  }
+
+  /**
+   * A tunnel ready for a stream: a channel on a multiplexed connection, or a connection of its
+   * own, warm from the pool if possible.
+   */
+  async acquire(): Promise<{ socket: Duplex; warm: boolean }> {
+    if (this.multiplexing) {
+      const channel = await this.openChannel();
+      if (channel) return channel;
+    }
     const now = this.clock();
     while (this.idle.length > 0) {
       const entry = this.idle.pop()!;
@@ -90,8 +115,10 @@ export class PeerConnector {
     return { socket, warm: false };
   }
 
-  /** Gives back a connection whose stream ended cleanly. */
-  release(socket: TLSSocket): void {
+  /** Gives back a tunnel whose stream ended cleanly (a channel is released, a connection pooled). */
+  release(tunnel: Duplex): void {
+    if (tunnel instanceof MuxChannel) return tunnel.release(this.options.idleTtlMs);
+    const socket = tunnel as TLSSocket;
     if (this.closed || socket.destroyed || socket.readableEnded || this.idle.length >= this.options.maxIdle) {
       socket.destroy();
       return;
@@ -122,8 +149,63 @@ export class PeerConnector {
     this.updateGauge();
   }
 
+  /** A channel on the least busy multiplexed connection, dialing one if none is up. */
+  private async openChannel(): Promise<{ socket: MuxChannel; warm: boolean } | undefined> {
+    let connection = this.leastLoaded();
+    const warm = connection !== undefined;
+    if (!connection) {
+      if (this.muxDials.size === 0) this.startMuxDial();
+      connection = (await Promise.race(this.muxDials)) ?? this.leastLoaded();
+      if (!connection?.usable) return undefined;
+    }
+    this.metrics.poolReuse.inc({ cluster: this.peer.clusterId, kind: warm ? "warm" : "new" });
+    this.refill();
+    return { socket: connection.open(), warm };
+  }
+
+  private leastLoaded(): MuxConnection | undefined {
+    let best: MuxConnection | undefined;
+    for (const c of this.muxed) if (c.usable && (!best || c.load < best.load)) best = c;
+    return best;
+  }
+
+  private startMuxDial(): void {
+    const dialing = this.dialMux();
+    this.muxDials.add(dialing);
+    // Failures reach the stream that waits for this dial; a background refill has none.
+    dialing.catch(() => {}).finally(() => this.muxDials.delete(dialing));
+  }
+
+  /** Undefined when the peer does not multiplex: its connection then joins the idle pool. */
+  private async dialMux(): Promise<MuxConnection | undefined> {
+    const socket = await this.dial();
+    if (socket.alpnProtocol !== MUX_ALPN) {
+      this.peerMultiplexes = false;
+      this.park(socket);
+      return undefined;
+    }
+    const connection = new MuxConnection(socket);
+    if (this.closed) {
+      connection.retire();
+      return undefined;
+    }
+    this.muxed.push(connection);
+    socket.once("close", () => {
+      const i = this.muxed.indexOf(connection);
+      if (i >= 0) this.muxed.splice(i, 1);
+      this.updateGauge();
+    });
+    this.updateGauge();
+    return connection;
+  }
+
   /** Dials until `warm` idle connections exist; failures are left to probes and real traffic. */
   refill(): void {
+    if (this.multiplexing) {
+      while (!this.closed && this.muxed.length + this.muxDials.size < this.options.multiplex!)
+        this.startMuxDial();
+      return;
+    }
     while (!this.closed && this.idle.length + this.dialing < this.options.warm) {
       this.dialing++;
       this.dial()
@@ -139,9 +221,15 @@ export class PeerConnector {
     for (const entry of [...this.idle]) if (now - entry.since > this.options.idleTtlMs) entry.onGone();
   }
 
-  /** Drops idle connections (rotation of our credentials, peer address change, shutdown). */
+  /**
+   * Drops idle connections (rotation of our credentials, peer address change, shutdown, a warm
+   * connection found dead); multiplexed ones take no new streams and close once their streams end.
+   */
   flush(): void {
     for (const entry of [...this.idle]) entry.onGone();
+    for (const connection of this.muxed.splice(0)) connection.retire();
+    this.peerMultiplexes = true;
+    this.updateGauge();
   }
 
   close(): void {
@@ -150,7 +238,7 @@ export class PeerConnector {
   }
 
   private updateGauge(): void {
-    this.metrics.poolIdle.set({ cluster: this.peer.clusterId }, this.idle.length);
+    this.metrics.poolIdle.set({ cluster: this.peer.clusterId }, this.idle.length + this.muxed.length);
   }
 
   /**
@@ -188,6 +276,7 @@ export class PeerConnector {
         servername: gatewayDnsName(bundle.clusterset, this.peer.clusterId),
         secureContext,
         allowHalfOpen: true,
+        ...((this.options.multiplex ?? 0) > 0 ? { ALPNProtocols: [MUX_ALPN] } : {}),
         // Verified below so that a bad peer is classified and counted, not just an error string.
         rejectUnauthorized: false,
       };

@@ -5,8 +5,8 @@
  * until it drains, so memory per connection stays bounded whatever the speed mismatch.
  */
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { finished, pipeline } from "node:stream";
-import type { TLSSocket } from "node:tls";
 import type { ReplyStatusName } from "./protocol.js";
 import {
   dataHeader,
@@ -105,7 +105,7 @@ const LEAD_WAIT_MS = 1;
  * allocation and garbage collection of 64 KiB frames were a third of a bulk stream's CPU). A
  * writev costs more than a small copy, so small chunks (requests, replies) take the copy.
  */
-export function writeData(tunnel: Socket, chunk: Buffer): void {
+export function writeData(tunnel: Duplex, chunk: Buffer): void {
   if (chunk.length < BULK_CHUNK) {
     tunnel.write(encodeData(chunk));
     return;
@@ -123,7 +123,7 @@ export function writeData(tunnel: Socket, chunk: Buffer): void {
 class TurnCork {
   private pending: NodeJS.Immediate | undefined;
 
-  constructor(private readonly socket: Socket) {}
+  constructor(private readonly socket: Duplex) {}
 
   cork(): void {
     if (this.pending) return;
@@ -160,7 +160,7 @@ class TurnCork {
  */
 export function bridge(
   plain: Socket,
-  tunnel: TLSSocket,
+  tunnel: Duplex,
   idleTimeoutMs: number,
   end: StreamEnd,
 ): Promise<BridgeResult> {
@@ -441,7 +441,7 @@ export type ReadStep<T> = { done: false } | { done: true; value: T };
  * the listeners it added.
  */
 export function readFrom<T>(
-  socket: TLSSocket,
+  socket: Duplex,
   buffered: Buffer,
   timeoutMs: number,
   take: (chunk: Buffer) => ReadStep<T>,
@@ -478,11 +478,7 @@ export function readFrom<T>(
  * refusal); resolves with the bytes after it (the next OPEN), or undefined on close, timeout or
  * garbage. Leaves the socket paused.
  */
-export function skipStream(
-  tunnel: TLSSocket,
-  buffered: Buffer,
-  timeoutMs: number,
-): Promise<Buffer | undefined> {
+export function skipStream(tunnel: Duplex, buffered: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
   const decoder = new FrameDecoder();
   return readFrom<Buffer | undefined>(
     tunnel,

@@ -11,62 +11,6 @@ import { fileURLToPath } from "node:url";
 import type { Backend } from "../src/gateway/fixtures.js";
 import { exchange, startBackend } from "../src/gateway/fixtures.js";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "../src/gateway/trust.js";
-import { FRAME, FrameReader, frameHeader } from "./relay-mux.js";
-
-describe("relay-mux frames", () => {
-  const collect = (chunks: Buffer[]): { type: number; stream: number; payload: string }[] => {
-    const frames: { type: number; stream: number; payload: string }[] = [];
-    const reader = new FrameReader((type, stream, payload) =>
-      frames.push({ type, stream, payload: payload.toString() }),
-    );
-    for (const c of chunks) reader.push(c);
-    return frames;
-  };
-  const wire = Buffer.concat([
-    frameHeader(FRAME.open, 1, 4),
-    Buffer.from("echo"),
-    frameHeader(FRAME.data, 1, 11),
-    Buffer.from("hello world"),
-    frameHeader(FRAME.fin, 1, 0),
-  ]);
-
-  it("reads frames whole when they arrive in one piece", () => {
-    assert.deepEqual(collect([wire]), [
-      { type: FRAME.open, stream: 1, payload: "echo" },
-      { type: FRAME.data, stream: 1, payload: "hello world" },
-      { type: FRAME.fin, stream: 1, payload: "" },
-    ]);
-  });
-
-  it("reassembles control frames cut anywhere and passes DATA on as it arrives", () => {
-    for (let cut = 1; cut < wire.length; cut++) {
-      const frames = collect([wire.subarray(0, cut), wire.subarray(cut)]);
-      const data = frames.filter((f) => f.type === FRAME.data);
-      assert.equal(data.map((f) => f.payload).join(""), "hello world", `cut at ${cut}`);
-      assert.deepEqual(
-        frames.filter((f) => f.type !== FRAME.data),
-        [
-          { type: FRAME.open, stream: 1, payload: "echo" },
-          { type: FRAME.fin, stream: 1, payload: "" },
-        ],
-        `cut at ${cut}`,
-      );
-    }
-  });
-
-  it("survives a byte at a time", () => {
-    const bytes = [...wire].map((b) => Buffer.from([b]));
-    const frames = collect(bytes);
-    assert.equal(frames.filter((f) => f.type === FRAME.open).length, 1);
-    assert.equal(
-      frames
-        .filter((f) => f.type === FRAME.data)
-        .map((f) => f.payload)
-        .join(""),
-      "hello world",
-    );
-  });
-});
 
 /** The multiplexed relay pair as the benchmark runs it: two processes, real mTLS on loopback. */
 describe("relay-mux pair (bench/gateway-node-relay.ts with muxConnections)", () => {

@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import net from "node:net";
+import { describe, it } from "node:test";
+import type { TLSSocket } from "node:tls";
+import type { MuxChannel } from "./mux.js";
+import { INITIAL_CHANNEL_WINDOW, MuxConnection, MuxFrame, MuxFrameReader, muxHeader } from "./mux.js";
+
+describe("mux frames", () => {
+  const collect = (chunks: Buffer[]): { type: number; stream: number; payload: string }[] => {
+    const frames: { type: number; stream: number; payload: string }[] = [];
+    const reader = new MuxFrameReader((type, stream, payload) =>
+      frames.push({ type, stream, payload: payload.toString() }),
+    );
+    for (const c of chunks) reader.push(c);
+    return frames;
+  };
+  const wire = Buffer.concat([
+    muxHeader(MuxFrame.open, 1, 4),
+    Buffer.from("echo"),
+    muxHeader(MuxFrame.data, 1, 11),
+    Buffer.from("hello world"),
+    muxHeader(MuxFrame.fin, 1, 0),
+  ]);
+
+  it("reads frames whole when they arrive in one piece", () => {
+    assert.deepEqual(collect([wire]), [
+      { type: MuxFrame.open, stream: 1, payload: "echo" },
+      { type: MuxFrame.data, stream: 1, payload: "hello world" },
+      { type: MuxFrame.fin, stream: 1, payload: "" },
+    ]);
+  });
+
+  it("reassembles control frames cut anywhere and passes DATA on as it arrives", () => {
+    for (let cut = 1; cut < wire.length; cut++) {
+      const frames = collect([wire.subarray(0, cut), wire.subarray(cut)]);
+      const data = frames.filter((f) => f.type === MuxFrame.data);
+      assert.equal(data.map((f) => f.payload).join(""), "hello world", `cut at ${cut}`);
+      assert.deepEqual(
+        frames.filter((f) => f.type !== MuxFrame.data),
+        [
+          { type: MuxFrame.open, stream: 1, payload: "echo" },
+          { type: MuxFrame.fin, stream: 1, payload: "" },
+        ],
+        `cut at ${cut}`,
+      );
+    }
+  });
+
+  it("survives a byte at a time", () => {
+    const bytes = [...wire].map((b) => Buffer.from([b]));
+    const frames = collect(bytes);
+    assert.equal(frames.filter((f) => f.type === MuxFrame.open).length, 1);
+    assert.equal(
+      frames
+        .filter((f) => f.type === MuxFrame.data)
+        .map((f) => f.payload)
+        .join(""),
+      "hello world",
+    );
+  });
+});
+
+/** Two ends of one multiplexed connection over a loopback TCP pair (TLS adds nothing here). */
+async function connectedPair(): Promise<{
+  dialer: MuxConnection;
+  accepted: Promise<MuxChannel>;
+  close: () => void;
+}> {
+  let onChannel!: (c: MuxChannel) => void;
+  const accepted = new Promise<MuxChannel>((resolve) => (onChannel = resolve));
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as net.AddressInfo).port;
+  const serverSide = new Promise<net.Socket>((r) => server.once("connection", r));
+  const client = net.connect({ port, host: "127.0.0.1" });
+  await new Promise((r) => client.once("connect", r));
+  const raw = await serverSide;
+  // The connection uses only a TLSSocket's Duplex and socket members.
+  new MuxConnection(raw as TLSSocket, (channel) => onChannel(channel));
+  const dialer = new MuxConnection(client as TLSSocket);
+  return {
+    dialer,
+    accepted,
+    close: () => {
+      client.destroy();
+      raw.destroy();
+      server.close();
+    },
+  };
+}
+
+const drained = (channel: MuxChannel): Promise<Buffer> =>
+  new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    channel.on("data", (c: Buffer) => chunks.push(c));
+    channel.once("end", () => resolve(Buffer.concat(chunks)));
+  });
+
+describe("mux channels", () => {
+  it("carries bytes both ways and passes each side's end on (half-close)", async () => {
+    const { dialer, accepted, close } = await connectedPair();
+    const out = dialer.open();
+    out.end("request");
+    const inbound = await accepted;
+    assert.equal((await drained(inbound)).toString(), "request");
+    inbound.end("answer after the request's end");
+    assert.equal((await drained(out)).toString(), "answer after the request's end");
+    close();
+  });
+
+  it("holds a sender to the window while the reader takes nothing, then delivers every byte", async () => {
+    const { dialer, accepted, close } = await connectedPair();
+    const out = dialer.open();
+    const payload = Buffer.alloc(16 * 2 ** 20);
+    for (let i = 0; i < payload.length; i += 4096) payload[i] = (i / 4096) % 256;
+    out.end(payload);
+    const inbound = await accepted;
+    inbound.pause();
+    await new Promise((r) => setTimeout(r, 300));
+    // The reader took nothing: what reached it is the first window, however large the write.
+    assert.ok(
+      inbound.readableLength <= INITIAL_CHANNEL_WINDOW,
+      `${inbound.readableLength} bytes buffered at a reader that took none`,
+    );
+    assert.ok(out.writableLength > 0, "the sender was not held back");
+    const received = drained(inbound);
+    inbound.resume();
+    assert.ok((await received).equals(payload));
+    close();
+  });
+
+  it("forgets a channel both sides released, and cuts the peer's on an error", async () => {
+    const { dialer, accepted, close } = await connectedPair();
+    const first = dialer.open();
+    first.write("x");
+    const firstIn = await accepted;
+    const bothClosed = Promise.all([
+      new Promise((r) => firstIn.once("close", r)),
+      new Promise((r) => first.once("close", r)),
+    ]);
+    first.release();
+    firstIn.release();
+    await bothClosed;
+    assert.equal(dialer.load, 0);
+
+    const { dialer: d2, accepted: a2, close: close2 } = await connectedPair();
+    const cut = d2.open();
+    cut.write("y");
+    const cutIn = await a2;
+    let ended = false;
+    cutIn.on("end", () => (ended = true));
+    const cutClosed = new Promise((r) => cutIn.once("close", r));
+    cut.destroy();
+    await cutClosed;
+    assert.equal(ended, false, "a cut channel must not look like a clean end");
+    close();
+    close2();
+  });
+});

@@ -1,0 +1,329 @@
+/**
+ * Streams multiplexed over one mutually authenticated TLS connection between two gateways
+ * (negotiated by ALPN, `MUX_ALPN`). Without it every concurrent stream holds a TLS connection of
+ * its own, ~93 KiB of OpenSSL and Node buffers across its two ends; multiplexed, a stream is a
+ * few objects, and what many streams write in one event-loop turn leaves in one TLS write.
+ *
+ * Frame: type (1 byte), channel id (4), payload length (4), payload.
+ * - OPEN starts a channel (ids are odd, chosen by the side that dials), with an optional label
+ *   (the gateway sends none: its own OPEN travels inside);
+ * - DATA carries bytes;
+ * - FIN ends the sender's direction (a stream-level half-close: the channel's readable ends);
+ * - RELEASE says the sender is done with the channel without ending it as a byte stream (the
+ *   gateway's own stream protocol inside has its own FINs); a channel both sides released is gone;
+ * - CLOSE cuts the channel both ways (an error, a refusal to open, a timeout);
+ * - WINDOW hands credit back: each channel may have `window` bytes in flight, and its receiver
+ *   hands credit back once its reader has taken the bytes, so a slow reader stalls only its own
+ *   channel. The receiver doubles a channel's window with each hand-back while its reader keeps
+ *   up (up to `MAX_CHANNEL_WINDOW`): a bulk stream needs megabytes in flight (a fixed 256 KiB held
+ *   a loopback iperf3 stream to half of HAProxy's rate; 4 MiB matched it), and a stalled reader's
+ *   channel stays small, so what slow clients can make a gateway hold stays bounded.
+ */
+import { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
+
+export const MUX_ALPN = "meridian-mux/1";
+/**
+ * Connections per peer `meridian gateway run` multiplexes over unless told otherwise: more than
+ * one, so one lossy TCP connection does not hold up every stream to that peer.
+ */
+export const DEFAULT_MULTIPLEX_CONNECTIONS = 2;
+export const MuxFrame = { open: 1, data: 2, fin: 3, release: 4, close: 5, window: 6 } as const;
+export type MuxFrameType = (typeof MuxFrame)[keyof typeof MuxFrame];
+export const MUX_HEADER = 9;
+export const INITIAL_CHANNEL_WINDOW = 256 * 1024;
+export const MAX_CHANNEL_WINDOW = 8 * 2 ** 20;
+
+export function muxHeader(type: MuxFrameType, channel: number, length: number): Buffer {
+  const header = Buffer.allocUnsafe(MUX_HEADER);
+  header.writeUInt8(type, 0);
+  header.writeUInt32BE(channel, 1);
+  header.writeUInt32BE(length, 5);
+  return header;
+}
+
+export type MuxFrameHandler = (type: number, channel: number, payload: Buffer) => void;
+
+/**
+ * Splits the bytes of a TLS connection into frames. DATA payloads are handed on piece by piece as
+ * they arrive (a large frame is never held back for its last record); other frames whole.
+ */
+export class MuxFrameReader {
+  private held: Buffer | undefined;
+  /** The DATA frame being passed through: its channel and the bytes still to come. */
+  private dataChannel = 0;
+  private dataLeft = 0;
+
+  constructor(private readonly onFrame: MuxFrameHandler) {}
+
+  push(chunk: Buffer): void {
+    const buf = this.held ? Buffer.concat([this.held, chunk]) : chunk;
+    this.held = undefined;
+    let at = 0;
+    while (at < buf.length) {
+      if (this.dataLeft > 0) {
+        const take = Math.min(this.dataLeft, buf.length - at);
+        this.dataLeft -= take;
+        this.onFrame(MuxFrame.data, this.dataChannel, buf.subarray(at, at + take));
+        at += take;
+        continue;
+      }
+      if (buf.length - at < MUX_HEADER) break;
+      const type = buf.readUInt8(at);
+      const channel = buf.readUInt32BE(at + 1);
+      const length = buf.readUInt32BE(at + 5);
+      if (type === MuxFrame.data) {
+        at += MUX_HEADER;
+        this.dataChannel = channel;
+        this.dataLeft = length;
+        continue;
+      }
+      if (buf.length - at < MUX_HEADER + length) break;
+      this.onFrame(type, channel, buf.subarray(at + MUX_HEADER, at + MUX_HEADER + length));
+      at += MUX_HEADER + length;
+    }
+    if (at < buf.length) this.held = Buffer.from(buf.subarray(at));
+  }
+}
+
+/** One stream on a multiplexed connection, as a Duplex. */
+export class MuxChannel extends Duplex {
+  /** Bytes this side may still send before the peer hands credit back. */
+  private credit = INITIAL_CHANNEL_WINDOW;
+  /** What this side lets the peer have in flight; grows while the reader keeps up. */
+  private window = INITIAL_CHANNEL_WINDOW;
+  /** Bytes received and taken by the reader, not yet handed back as credit. */
+  private taken = 0;
+  /** A write waiting for credit. */
+  private waiting: { chunks: Buffer[]; callback: (err?: Error | null) => void } | undefined;
+  private sentFin = false;
+  private gotFin = false;
+  private released = false;
+  private peerReleased = false;
+  private cutByPeer = false;
+  private releaseTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly connection: MuxConnection,
+    readonly id: number,
+  ) {
+    super({ allowHalfOpen: true });
+  }
+
+  /**
+   * Done with the channel, cleanly (the stream inside has ended both ways): it is gone once the
+   * peer says the same, or cut after `timeoutMs` if the peer never does.
+   */
+  release(timeoutMs = 60_000): void {
+    if (this.destroyed || this.released) return;
+    this.released = true;
+    this.connection.send(muxHeader(MuxFrame.release, this.id, 0));
+    if (this.peerReleased) this.destroy();
+    else {
+      this.releaseTimer = setTimeout(() => this.destroy(), timeoutMs);
+      this.releaseTimer.unref();
+    }
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    this.sendOrWait([chunk], callback);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
+    this.sendOrWait(
+      chunks.map((c) => c.chunk),
+      callback,
+    );
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this.sentFin = true;
+    this.connection.send(muxHeader(MuxFrame.fin, this.id, 0));
+    callback();
+  }
+
+  override _read(): void {
+    this.handBack();
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    clearTimeout(this.releaseTimer);
+    this.connection.forget(this.id);
+    const over = (this.sentFin && this.gotFin) || (this.released && this.peerReleased);
+    if (!this.cutByPeer && !over) this.connection.send(muxHeader(MuxFrame.close, this.id, 0));
+    this.waiting = undefined;
+    callback(err);
+  }
+
+  /** A frame for this channel from the peer. */
+  received(type: number, payload: Buffer): void {
+    switch (type) {
+      case MuxFrame.data:
+        this.taken += payload.length;
+        if (this.push(payload)) this.handBack();
+        return;
+      case MuxFrame.window:
+        if (payload.length >= 4) this.credited(payload.readUInt32BE(0));
+        return;
+      case MuxFrame.fin:
+        this.gotFin = true;
+        this.push(null);
+        return;
+      case MuxFrame.release:
+        this.peerReleased = true;
+        if (this.released) this.destroy();
+        return;
+      case MuxFrame.close:
+        this.cut();
+        return;
+      default:
+    }
+  }
+
+  /** The peer or the connection is gone: no CLOSE goes back. */
+  cut(): void {
+    this.cutByPeer = true;
+    this.destroy();
+  }
+
+  /** Sends what the credit allows now; the rest (and the write's callback) waits for WINDOW. */
+  private sendOrWait(chunks: Buffer[], callback: (err?: Error | null) => void): void {
+    let bytes = 0;
+    for (const c of chunks) bytes += c.length;
+    if (bytes <= this.credit) {
+      this.credit -= bytes;
+      this.connection.send(muxHeader(MuxFrame.data, this.id, bytes), ...chunks);
+      callback();
+      return;
+    }
+    let rest = chunks;
+    if (this.credit > 0) {
+      const now: Buffer[] = [];
+      let room = this.credit;
+      rest = [];
+      for (const c of chunks) {
+        if (room >= c.length) now.push(c);
+        else if (room > 0) {
+          now.push(c.subarray(0, room));
+          rest.push(c.subarray(room));
+        } else rest.push(c);
+        room -= Math.min(room, c.length);
+      }
+      this.connection.send(muxHeader(MuxFrame.data, this.id, this.credit), ...now);
+      this.credit = 0;
+    }
+    this.waiting = { chunks: rest, callback };
+  }
+
+  private credited(bytes: number): void {
+    this.credit += bytes;
+    const waiting = this.waiting;
+    if (waiting && this.credit > 0) {
+      this.waiting = undefined;
+      this.sendOrWait(waiting.chunks, waiting.callback);
+    }
+  }
+
+  /**
+   * Called when the reader has taken bytes (a push below the mark, or a read asking for more).
+   * Batches of a quarter window, so short streams never send a WINDOW frame.
+   */
+  private handBack(): void {
+    if (this.taken < this.window / 4 || this.destroyed) return;
+    let credit = this.taken;
+    if (this.window < MAX_CHANNEL_WINDOW) {
+      credit += this.window;
+      this.window *= 2;
+    }
+    this.taken = 0;
+    const grant = Buffer.allocUnsafe(4);
+    grant.writeUInt32BE(credit, 0);
+    this.connection.send(muxHeader(MuxFrame.window, this.id, 4), grant);
+  }
+}
+
+/**
+ * One TLS connection carrying many channels. The dialing side opens channels (`open`); on the
+ * accepting side each OPEN from the peer becomes a channel handed to `onChannel`.
+ */
+export class MuxConnection {
+  private readonly channels = new Map<number, MuxChannel>();
+  private nextId = 1;
+  private corked = false;
+  private readonly reader = new MuxFrameReader((type, id, payload) => this.dispatch(type, id, payload));
+  /** Closed once its last channel is gone (rotation: new streams go to a new connection). */
+  private retired = false;
+
+  constructor(
+    readonly socket: TLSSocket,
+    private readonly onChannel?: (channel: MuxChannel, label: Buffer) => void,
+  ) {
+    socket.on("data", (chunk: Buffer) => this.reader.push(chunk));
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => {
+      for (const channel of [...this.channels.values()]) channel.cut();
+      this.channels.clear();
+    });
+    socket.resume();
+  }
+
+  /** Open channels. */
+  get load(): number {
+    return this.channels.size;
+  }
+
+  /** Takes new channels: open and not retired. */
+  get usable(): boolean {
+    return !this.retired && !this.socket.destroyed && this.socket.writable;
+  }
+
+  open(label: Buffer = Buffer.alloc(0)): MuxChannel {
+    const id = this.nextId;
+    this.nextId += 2;
+    const channel = new MuxChannel(this, id);
+    this.channels.set(id, channel);
+    this.send(muxHeader(MuxFrame.open, id, label.length), label);
+    return channel;
+  }
+
+  /** No new channels; the connection closes when its last channel is gone (at once if idle). */
+  retire(): void {
+    this.retired = true;
+    if (this.channels.size === 0) this.socket.destroy();
+  }
+
+  /** Frames sent in one event-loop turn share one write to the TLS socket (and so its records). */
+  send(header: Buffer, ...payload: Buffer[]): void {
+    if (this.socket.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(header);
+    for (const p of payload) if (p.length > 0) this.socket.write(p);
+  }
+
+  forget(id: number): void {
+    this.channels.delete(id);
+    if (this.retired && this.channels.size === 0) this.socket.destroy();
+  }
+
+  private dispatch(type: number, id: number, payload: Buffer): void {
+    if (type === MuxFrame.open) {
+      if (!this.onChannel || this.channels.has(id)) {
+        this.send(muxHeader(MuxFrame.close, id, 0));
+        return;
+      }
+      const channel = new MuxChannel(this, id);
+      this.channels.set(id, channel);
+      this.onChannel(channel, payload);
+      return;
+    }
+    // Frames for a channel already gone (crossed a CLOSE) are dropped.
+    this.channels.get(id)?.received(type, payload);
+  }
+}
