@@ -13,8 +13,8 @@ import { exchange, startBackend } from "../src/gateway/fixtures.js";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "../src/gateway/trust.js";
 
 /** The multiplexed relay pair as the benchmark runs it: two processes, real mTLS on loopback. */
-describe("relay-mux pair (bench/gateway-node-relay.ts with muxConnections)", () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "relay-mux-"));
+describe("multiplexed relay pair (bench/gateway-node-relay.ts with muxConnections)", () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "mux-relay-"));
   const script = fileURLToPath(new URL("./gateway-node-relay.ts", import.meta.url));
   const processes: ChildProcess[] = [];
   const backends: Backend[] = [];

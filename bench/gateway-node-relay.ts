@@ -13,13 +13,14 @@
  * serverName, muxConnections? }: each `listen` port relays to the `target` port of the same name.
  * With `muxConnections` set (bench/gateway.ts `--with-mux-relay`), A instead keeps that many mTLS
  * connections to B's one `mux` port and carries every client connection as a stream over them
- * (src/gateway/mux.ts, the gateway's own multiplexing); B's `listen` is then just `mux`. Prints "ready" once every port listens.
+ * (src/gateway/mux.ts, the gateway's own multiplexing); B's `listen` is then just `mux`. Prints
+ * "ready" once every port listens.
  */
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
 import type { MuxChannel } from "../src/gateway/mux.js";
-import { MuxConnection } from "../src/gateway/mux.js";
+import { leastLoaded, MuxConnection } from "../src/gateway/mux.js";
 
 interface RelayConfig {
   listenHost: string;
@@ -98,11 +99,7 @@ function muxConnections(count: number): () => MuxConnection | undefined {
       socket.once("error", reject);
     });
   ready.push(Promise.all(Array.from({ length: count }, (_, slot) => connect(slot))).then(() => {}));
-  // The least busy open connection.
-  return () =>
-    connections
-      .filter((c) => c.usable)
-      .reduce<MuxConnection | undefined>((best, c) => (best && best.load <= c.load ? best : c), undefined);
+  return () => leastLoaded(connections);
 }
 
 const ready: Promise<void>[] = [];

@@ -37,7 +37,7 @@
  * (bench/gateway-node-relay.ts), the floor under anything written on Node's net and TLS layers; the
  * results then split the gap to HAProxy into the runtime's part and Meridian's (`nodeRelayRatios`).
  * `--with-mux-relay N` adds the same relay multiplexing every client connection as a stream over
- * N long-lived mTLS connections (bench/relay-mux.ts): what multiplexing would cost and save before
+ * N long-lived mTLS connections (src/gateway/mux.ts, the gateway's own channels): what multiplexing would cost and save before
  * the gateway chooses it (`muxRelayRatios`, against the plain relay and HAProxy). `--multiplex N`
  * runs Meridian's own gateways with `--multiplex N` (through MERIDIAN_GATEWAY_MULTIPLEX, which the
  * clusterset's gateways inherit): streams as channels over N connections per peer (default: the

@@ -242,6 +242,13 @@ export class MuxChannel extends Duplex {
   }
 }
 
+/** The usable connection with the fewest open channels. */
+export function leastLoaded(connections: Iterable<MuxConnection>): MuxConnection | undefined {
+  let best: MuxConnection | undefined;
+  for (const c of connections) if (c.usable && (!best || c.load < best.load)) best = c;
+  return best;
+}
+
 /**
  * One TLS connection carrying many channels. The dialing side opens channels (`open`); on the
  * accepting side each OPEN from the peer becomes a channel handed to `onChannel`.
@@ -264,7 +271,6 @@ export class MuxConnection {
       for (const channel of [...this.channels.values()]) channel.cut();
       this.channels.clear();
     });
-    socket.resume();
   }
 
   /** Open channels. */

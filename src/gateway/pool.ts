@@ -18,7 +18,7 @@ import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import type { SecureContext, TLSSocket } from "node:tls";
 import type { GatewayMetrics } from "./metrics.js";
-import { MUX_ALPN, MuxChannel, MuxConnection } from "./mux.js";
+import { leastLoaded, MUX_ALPN, MuxChannel, MuxConnection } from "./mux.js";
 import type { PeerGateway } from "./routes.js";
 import type { RefusalReason, TrustBundle } from "./trust.js";
 import { classifyPeer, gatewayDnsName } from "./trust.js";
@@ -151,22 +151,16 @@ export class PeerConnector {
 
   /** A channel on the least busy multiplexed connection, dialing one if none is up. */
   private async openChannel(): Promise<{ socket: MuxChannel; warm: boolean } | undefined> {
-    let connection = this.leastLoaded();
+    let connection = leastLoaded(this.muxed);
     const warm = connection !== undefined;
     if (!connection) {
       if (this.muxDials.size === 0) this.startMuxDial();
-      connection = (await Promise.race(this.muxDials)) ?? this.leastLoaded();
+      connection = (await Promise.race(this.muxDials)) ?? leastLoaded(this.muxed);
       if (!connection?.usable) return undefined;
     }
     this.metrics.poolReuse.inc({ cluster: this.peer.clusterId, kind: warm ? "warm" : "new" });
     this.refill();
     return { socket: connection.open(), warm };
-  }
-
-  private leastLoaded(): MuxConnection | undefined {
-    let best: MuxConnection | undefined;
-    for (const c of this.muxed) if (c.usable && (!best || c.load < best.load)) best = c;
-    return best;
   }
 
   private startMuxDial(): void {
