@@ -9,6 +9,7 @@ import { describe, it } from "node:test";
 import type { V1EndpointSlice } from "@kubernetes/client-node";
 import { CLUSTER_ID_PROPERTY } from "../src/api/mcs.js";
 import type { ClustersetStatus } from "../src/local/clusterset.js";
+import { GATEWAY_NOTSENT_LOWAT } from "../src/local/network.js";
 import {
   clusterset,
   eventually,
@@ -318,6 +319,15 @@ describe("meridian exec", () => {
     );
     const unknown = await meridian(["exec", "nowhere", "--", "true"], { stateDir: cs.stateDir });
     assert.match(unknown.stderr, /unknown cluster "nowhere"/);
+  });
+
+  it("runs where sockets keep their unsent bytes in the process, for the gateway's fair sending", async () => {
+    for (const member of ["west", "east"]) {
+      const lowat = await meridian(["exec", member, "--", "cat", "/proc/sys/net/ipv4/tcp_notsent_lowat"], {
+        stateDir: cs.stateDir,
+      });
+      assert.equal(lowat.stdout.trim(), String(GATEWAY_NOTSENT_LOWAT), member);
+    }
   });
 
   it("reaches the other members' gateway addresses over the shared network, and nothing of theirs else", async () => {

@@ -354,16 +354,28 @@ describe("DNS server lifecycle and limits", () => {
   });
 
   test("a port free for TCP but taken for UDP is an error, and the TCP listener is released", async () => {
-    const squatter = createSocket("udp4");
-    await new Promise<void>((r) => squatter.bind(0, "127.0.0.1", r));
-    const port = squatter.address().port;
-    try {
-      await assert.rejects(startDnsServer({ port, zone }), /EADDRINUSE/);
-      const probe = createServer();
-      await new Promise<void>((r) => probe.listen(port, "127.0.0.1", r));
-      await new Promise((r) => probe.close(r));
-    } finally {
-      squatter.close();
+    // Other test files run beside this one and take ephemeral TCP ports: a port found taken for
+    // TCP afterwards is tried again with another; a listener the server leaked fails every try.
+    const attempts = 3;
+    for (let attempt = 1; ; attempt++) {
+      const squatter = createSocket("udp4");
+      await new Promise<void>((r) => squatter.bind(0, "127.0.0.1", r));
+      const port = squatter.address().port;
+      try {
+        await assert.rejects(startDnsServer({ port, zone }), /EADDRINUSE/);
+        const probe = createServer();
+        const listened = await new Promise<boolean>((resolve) => {
+          probe.once("error", () => resolve(false));
+          probe.listen(port, "127.0.0.1", () => resolve(true));
+        });
+        if (listened) {
+          await new Promise((r) => probe.close(r));
+          return;
+        }
+        assert.ok(attempt < attempts, `TCP port ${port} still taken after the server failed to start`);
+      } finally {
+        squatter.close();
+      }
     }
   });
 

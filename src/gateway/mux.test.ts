@@ -3,7 +3,15 @@ import net from "node:net";
 import { describe, it } from "node:test";
 import type { TLSSocket } from "node:tls";
 import type { MuxChannel } from "./mux.js";
-import { INITIAL_CHANNEL_WINDOW, MuxConnection, MuxFrame, MuxFrameReader, muxHeader } from "./mux.js";
+import {
+  INITIAL_CHANNEL_WINDOW,
+  MUX_SLICE,
+  MUX_WRITE_QUEUE,
+  MuxConnection,
+  MuxFrame,
+  MuxFrameReader,
+  muxHeader,
+} from "./mux.js";
 
 describe("mux frames", () => {
   const collect = (chunks: Buffer[]): { type: number; stream: number; payload: string }[] => {
@@ -64,6 +72,8 @@ describe("mux frames", () => {
 async function connectedPair(): Promise<{
   dialer: MuxConnection;
   accepted: Promise<MuxChannel>;
+  /** The accepting side's end of the connection. */
+  raw: net.Socket;
   close: () => void;
 }> {
   let onChannel!: (c: MuxChannel) => void;
@@ -81,6 +91,7 @@ async function connectedPair(): Promise<{
   return {
     dialer,
     accepted,
+    raw,
     close: () => {
       client.destroy();
       raw.destroy();
@@ -155,5 +166,53 @@ describe("mux channels", () => {
     assert.equal(ended, false, "a cut channel must not look like a clean end");
     close();
     close2();
+  });
+
+  it("bounds what waits in the socket to a queue, however much credit the channels hold", async () => {
+    const { dialer, raw, close } = await connectedPair();
+    raw.pause(); // a link that takes nothing more, once the kernel's buffers are full
+    const channels = Array.from({ length: 64 }, () => dialer.open());
+    const accepted = channels.map((c) => c.write(Buffer.alloc(INITIAL_CHANNEL_WINDOW)));
+    await new Promise((r) => setTimeout(r, 300));
+    // 16 MiB is within the channels' credit; all but what the kernel took would sit in the socket.
+    assert.ok(
+      dialer.socket.writableLength <= MUX_WRITE_QUEUE + MUX_SLICE + 4096,
+      `${dialer.socket.writableLength} bytes queued in the socket`,
+    );
+    assert.ok(
+      accepted.every((ok) => !ok),
+      "a channel whose bytes cannot go out must push back on its writer",
+    );
+    close();
+  });
+
+  it("sends a short write in turn with a long one, not behind all of it", async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const wire = new Promise<net.Socket>((r) => server.once("connection", r));
+    const client = net.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1" });
+    await new Promise((r) => client.once("connect", r));
+    const dialer = new MuxConnection(client as TLSSocket);
+    const bulk = dialer.open();
+    const rpc = dialer.open();
+    bulk.write(Buffer.alloc(4 * 2 ** 20));
+    rpc.write("ping");
+    // The order DATA leaves in, read off the wire.
+    let bulkBytes = 0;
+    const bulkBytesBeforePing = await new Promise<number>((resolve) => {
+      const reader = new MuxFrameReader((type, channel, payload) => {
+        if (type !== MuxFrame.data) return;
+        if (channel === bulk.id) bulkBytes += payload.length;
+        else if (channel === rpc.id) resolve(bulkBytes);
+      });
+      void wire.then((s) => s.on("data", (c: Buffer) => reader.push(c)));
+    });
+    // Behind the socket's queue and a slice of the long write's, not its whole window (256 KiB).
+    assert.ok(
+      bulkBytesBeforePing <= MUX_WRITE_QUEUE + 2 * MUX_SLICE,
+      `${bulkBytesBeforePing} bytes of the long write went first`,
+    );
+    client.destroy();
+    server.close();
   });
 });

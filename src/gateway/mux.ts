@@ -33,6 +33,15 @@ export type MuxFrameType = (typeof MuxFrame)[keyof typeof MuxFrame];
 export const MUX_HEADER = 9;
 export const INITIAL_CHANNEL_WINDOW = 256 * 1024;
 export const MAX_CHANNEL_WINDOW = 8 * 2 ** 20;
+/**
+ * DATA bytes a connection lets wait in its socket's buffer before it waits for the socket to
+ * drain. Channels' credit bounds what their peers hold, not what waits to be sent: without this
+ * bound every channel writing to a slow link queues its whole window here (megabytes each), and
+ * every other channel's frames wait behind all of it.
+ */
+export const MUX_WRITE_QUEUE = 64 * 1024;
+/** The most one channel sends before the connection turns to the next channel with bytes to send. */
+export const MUX_SLICE = 32 * 1024;
 
 export function muxHeader(type: MuxFrameType, channel: number, length: number): Buffer {
   const header = Buffer.allocUnsafe(MUX_HEADER);
@@ -94,8 +103,10 @@ export class MuxChannel extends Duplex {
   private window = INITIAL_CHANNEL_WINDOW;
   /** Bytes received and taken by the reader, not yet handed back as credit. */
   private taken = 0;
-  /** A write waiting for credit. */
-  private waiting: { chunks: Buffer[]; callback: (err?: Error | null) => void } | undefined;
+  /** The write being sent: what is left of it, and its callback (called once all of it is sent). */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private pendingCallback: ((err?: Error | null) => void) | undefined;
   private sentFin = false;
   private gotFin = false;
   private released = false;
@@ -148,10 +159,12 @@ export class MuxChannel extends Duplex {
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
     clearTimeout(this.releaseTimer);
-    this.connection.forget(this.id);
+    this.connection.forget(this);
     const over = (this.sentFin && this.gotFin) || (this.released && this.peerReleased);
     if (!this.cutByPeer && !over) this.connection.send(muxHeader(MuxFrame.close, this.id, 0));
-    this.waiting = undefined;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.pendingCallback = undefined;
     callback(err);
   }
 
@@ -186,42 +199,56 @@ export class MuxChannel extends Duplex {
     this.destroy();
   }
 
-  /** Sends what the credit allows now; the rest (and the write's callback) waits for WINDOW. */
+  /** Has bytes to send and credit to send them with. */
+  get sendable(): boolean {
+    return this.pendingBytes > 0 && this.credit > 0 && !this.destroyed;
+  }
+
+  /**
+   * Sends up to `max` bytes of the pending write as one DATA frame (the connection calls this in
+   * turn with its other channels); the write's callback runs once the last of it is sent.
+   */
+  sendSlice(max: number): void {
+    const n = Math.min(max, this.credit, this.pendingBytes);
+    if (n <= 0) return;
+    const now: Buffer[] = [];
+    for (let room = n; room > 0;) {
+      const chunk = this.pending[0]!;
+      if (chunk.length <= room) {
+        now.push(chunk);
+        this.pending.shift();
+        room -= chunk.length;
+      } else {
+        now.push(chunk.subarray(0, room));
+        this.pending[0] = chunk.subarray(room);
+        room = 0;
+      }
+    }
+    this.credit -= n;
+    this.pendingBytes -= n;
+    this.connection.send(muxHeader(MuxFrame.data, this.id, n), ...now);
+    if (this.pendingBytes === 0) {
+      const callback = this.pendingCallback;
+      this.pendingCallback = undefined;
+      callback?.();
+    }
+  }
+
   private sendOrWait(chunks: Buffer[], callback: (err?: Error | null) => void): void {
-    let bytes = 0;
-    for (const c of chunks) bytes += c.length;
-    if (bytes <= this.credit) {
-      this.credit -= bytes;
-      this.connection.send(muxHeader(MuxFrame.data, this.id, bytes), ...chunks);
+    this.pending = chunks.filter((c) => c.length > 0);
+    this.pendingBytes = 0;
+    for (const c of this.pending) this.pendingBytes += c.length;
+    if (this.pendingBytes === 0) {
       callback();
       return;
     }
-    let rest = chunks;
-    if (this.credit > 0) {
-      const now: Buffer[] = [];
-      let room = this.credit;
-      rest = [];
-      for (const c of chunks) {
-        if (room >= c.length) now.push(c);
-        else if (room > 0) {
-          now.push(c.subarray(0, room));
-          rest.push(c.subarray(room));
-        } else rest.push(c);
-        room -= Math.min(room, c.length);
-      }
-      this.connection.send(muxHeader(MuxFrame.data, this.id, this.credit), ...now);
-      this.credit = 0;
-    }
-    this.waiting = { chunks: rest, callback };
+    this.pendingCallback = callback;
+    this.connection.schedule(this);
   }
 
   private credited(bytes: number): void {
     this.credit += bytes;
-    const waiting = this.waiting;
-    if (waiting && this.credit > 0) {
-      this.waiting = undefined;
-      this.sendOrWait(waiting.chunks, waiting.callback);
-    }
+    if (this.sendable) this.connection.schedule(this);
   }
 
   /**
@@ -255,6 +282,10 @@ export function leastLoaded(connections: Iterable<MuxConnection>): MuxConnection
  */
 export class MuxConnection {
   private readonly channels = new Map<number, MuxChannel>();
+  /** Channels with bytes to send and credit to send them, in turn order. */
+  private readonly ready = new Set<MuxChannel>();
+  private pumping = false;
+  private awaitingDrain = false;
   private nextId = 1;
   private corked = false;
   private readonly reader = new MuxFrameReader((type, id, payload) => this.dispatch(type, id, payload));
@@ -313,9 +344,51 @@ export class MuxConnection {
     for (const p of payload) if (p.length > 0) this.socket.write(p);
   }
 
-  forget(id: number): void {
-    this.channels.delete(id);
+  /** The channel has bytes to send: they go out in turn with other channels' as the socket drains. */
+  schedule(channel: MuxChannel): void {
+    this.ready.add(channel);
+    this.pump();
+  }
+
+  forget(channel: MuxChannel): void {
+    this.channels.delete(channel.id);
+    this.ready.delete(channel);
     if (this.retired && this.channels.size === 0) this.socket.destroy();
+  }
+
+  /**
+   * Hands ready channels a slice each in turn while the socket's buffer is short, then waits for
+   * it to drain: a channel's frames wait behind at most the queue and one slice of each other
+   * channel's, not behind everything the others have credit for.
+   */
+  private pump(): void {
+    if (this.pumping || this.awaitingDrain) return;
+    this.pumping = true;
+    try {
+      while (this.ready.size > 0 && !this.socket.destroyed) {
+        if (this.socket.writableLength >= MUX_WRITE_QUEUE) {
+          this.awaitDrain();
+          return;
+        }
+        const [channel] = this.ready as Iterable<MuxChannel>;
+        this.ready.delete(channel!);
+        channel!.sendSlice(MUX_SLICE);
+        if (channel!.sendable) this.ready.add(channel!);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private awaitDrain(): void {
+    this.awaitingDrain = true;
+    const resume = (): void => {
+      this.awaitingDrain = false;
+      this.pump();
+    };
+    // A socket whose own high-water mark is above the queue's never asks for a drain: look again next turn.
+    if (this.socket.writableNeedDrain) this.socket.once("drain", resume);
+    else setImmediate(resume);
   }
 
   private dispatch(type: number, id: number, payload: Buffer): void {

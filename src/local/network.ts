@@ -101,10 +101,33 @@ export interface MemberNetworkSpec {
   wanPort: string;
 }
 
+/**
+ * Unsent bytes a TCP socket of the member's node network (where its gateway runs) may leave in the
+ * kernel before it stops taking more. Linux lets a send buffer grow to several MiB; a multiplexed
+ * connection's unsent bytes then wait there, in arrival order, instead of in the gateway, which
+ * takes its channels in turn (measured by bench/gateway-hol.ts).
+ */
+export const GATEWAY_NOTSENT_LOWAT = 16 * 1024;
+
 /** A member's node namespace with its pod bridge and its uplink to the gateway network. */
 export async function ensureMemberNetwork(spec: MemberNetworkSpec): Promise<void> {
   const ns = spec.nodeNamespace;
-  if (namespaceExists(ns) && (await linkExists(ns, POD_BRIDGE)) && (await linkExists(ns, UPLINK))) return;
+  if (!(namespaceExists(ns) && (await linkExists(ns, POD_BRIDGE)) && (await linkExists(ns, UPLINK)))) {
+    await createMemberNetwork(spec);
+  }
+  // net.* sysctls belong to the namespace of the process that writes them.
+  await ip([
+    "netns",
+    "exec",
+    ns,
+    "sh",
+    "-c",
+    `echo ${GATEWAY_NOTSENT_LOWAT} > /proc/sys/net/ipv4/tcp_notsent_lowat`,
+  ]);
+}
+
+async function createMemberNetwork(spec: MemberNetworkSpec): Promise<void> {
+  const ns = spec.nodeNamespace;
   await freshNamespace(ns);
   await ip(["-n", ns, "link", "add", POD_BRIDGE, "type", "bridge"]);
   await ip(["-n", ns, "addr", "add", `${spec.nodeAddress}/${prefixLength(spec.podCIDR)}`, "dev", POD_BRIDGE]);
