@@ -33,6 +33,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { makeClusterset, startBackend, startGateway } from "../src/gateway/fixtures.js";
 import type { RoutingTable } from "../src/gateway/routes.js";
+import { startLink } from "./gateway-link.js";
 
 const { values } = parseArgs({
   options: {
@@ -44,113 +45,9 @@ const { values } = parseArgs({
     child: { type: "boolean", default: false },
   },
 });
-const RATE_BYTES_PER_MS = (Number(values.rate) * 1e6) / 8 / 1000;
 const BULK_STREAMS = Number(values.bulk);
 const SECONDS = Number(values.seconds);
 const MODES = values.modes.split(",").map(Number);
-const QUANTUM = 16 * 1024;
-const FLOW_QUEUE = 64 * 1024;
-
-/** One direction of one connection through the link. */
-interface Flow {
-  from: net.Socket;
-  to: net.Socket;
-  chunks: Buffer[];
-  bytes: number;
-  ended: boolean;
-}
-
-/** One direction of the link: sends the flows' bytes in turn at the link's rate. */
-class LinkDirection {
-  private readonly active = new Set<Flow>();
-  private budget = 0;
-  private last = performance.now();
-  private readonly timer = setInterval(() => this.tick(), 1);
-
-  /** Bytes the link has carried this way. */
-  carried = 0;
-
-  enqueue(flow: Flow, chunk: Buffer): void {
-    flow.chunks.push(chunk);
-    flow.bytes += chunk.length;
-    if (flow.bytes > FLOW_QUEUE) flow.from.pause();
-    this.active.add(flow);
-    if (this.budget > 0) this.tick();
-  }
-
-  end(flow: Flow): void {
-    flow.ended = true;
-    if (flow.bytes === 0) flow.to.end();
-  }
-
-  close(): void {
-    clearInterval(this.timer);
-  }
-
-  private tick(): void {
-    const now = performance.now();
-    // A link idle for a while does not save up: at most a millisecond's worth of burst.
-    this.budget = Math.min(this.budget + (now - this.last) * RATE_BYTES_PER_MS, RATE_BYTES_PER_MS);
-    this.last = now;
-    while (this.budget > 0 && this.active.size > 0) {
-      const [flow] = this.active as Iterable<Flow>;
-      this.active.delete(flow!);
-      const out: Buffer[] = [];
-      let room = QUANTUM;
-      while (room > 0 && flow!.chunks.length > 0) {
-        const chunk = flow!.chunks[0]!;
-        if (chunk.length <= room) {
-          out.push(chunk);
-          flow!.chunks.shift();
-          room -= chunk.length;
-        } else {
-          out.push(chunk.subarray(0, room));
-          flow!.chunks[0] = chunk.subarray(room);
-          room = 0;
-        }
-      }
-      const sent = QUANTUM - room;
-      flow!.bytes -= sent;
-      this.budget -= sent;
-      this.carried += sent;
-      flow!.to.write(Buffer.concat(out));
-      if (flow!.bytes > 0) this.active.add(flow!);
-      else if (flow!.ended) flow!.to.end();
-      if (flow!.bytes <= FLOW_QUEUE) flow!.from.resume();
-    }
-  }
-}
-
-async function startLink(
-  targetPort: number,
-): Promise<{ port: number; outbound: LinkDirection; close: () => void }> {
-  const outbound = new LinkDirection();
-  const inbound = new LinkDirection();
-  const carry = (from: net.Socket, to: net.Socket, direction: LinkDirection): void => {
-    const flow: Flow = { from, to, chunks: [], bytes: 0, ended: false };
-    from.on("data", (chunk: Buffer) => direction.enqueue(flow, chunk));
-    from.on("end", () => direction.end(flow));
-    from.on("error", () => to.destroy());
-    from.on("close", () => setTimeout(() => to.destroy(), 1000));
-  };
-  const server = net.createServer({ allowHalfOpen: true }, (client) => {
-    const upstream = net.connect({ port: targetPort, host: "127.0.0.1", allowHalfOpen: true, noDelay: true });
-    client.setNoDelay(true);
-    carry(client, upstream, outbound);
-    carry(upstream, client, inbound);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    outbound,
-    close: () => {
-      outbound.close();
-      inbound.close();
-      server.close();
-    },
-  };
-}
-
 const MESSAGE = Buffer.alloc(64, 7);
 
 /** Echo round trips, one every 5 ms, until `stop`: each one's time in ms. */
@@ -236,7 +133,7 @@ async function measureModes(): Promise<void> {
     ],
   });
   for (const multiplex of MODES) {
-    const link = await startLink(east.gateway.peerPort);
+    const link = await startLink(east.gateway.peerPort, Number(values.rate));
     const west = await startGateway(cs, "west", table(link.port), {
       pool: { multiplex },
       probe: { intervalMs: 1000, timeoutMs: 2000, unhealthyAfter: 3 },
