@@ -253,6 +253,27 @@ describe("the Helm chart deploy/helm/meridian", async () => {
     );
   });
 
+  it("sets the gateway pods' tcp_notsent_lowat only when asked, and a member's API server accepts it", async () => {
+    const member = path.join(EXAMPLES, "member.yaml");
+    type PodDeployment = KubernetesObject & {
+      spec: { template: { spec: { securityContext?: { sysctls?: { name: string; value: string }[] } } } };
+    };
+    const sysctlsOf = (objects: KubernetesObject[], name: string) =>
+      (objects.find((o) => named(o) === `Deployment/${name}`) as PodDeployment).spec.template.spec
+        .securityContext?.sysctls;
+    const defaults = render(member);
+    for (const component of ["meridian-gateway", "meridian-dns"])
+      assert.equal(sysctlsOf(defaults, component), undefined, `${component} sets a sysctl by default`);
+    const tuned = render(member, ["gateway.tcpNotsentLowat=16384"]);
+    assert.deepEqual(sysctlsOf(tuned, "meridian-gateway"), [
+      { name: "net.ipv4.tcp_notsent_lowat", value: "16384" },
+    ]);
+    assert.equal(sysctlsOf(tuned, "meridian-dns"), undefined, "only the gateway's pods are tuned");
+    const gateway = tuned.find((o) => named(o) === "Deployment/meridian-gateway")!;
+    assert.equal(await dryRun.member.apply(gateway), undefined);
+    assert.match(helmTemplate(member, ["gateway.tcpNotsentLowat=-1"]).stderr, /tcpNotsentLowat.*minimum/);
+  });
+
   it("keeps RBAC least-privilege: nothing cluster-wide in the hub, Secrets only read one by one, members only read cluster-wide", () => {
     const readOnly = new Set(["get", "list", "watch"]);
     for (const v of valueSets) {

@@ -43,19 +43,24 @@ app.kubernetes.io/name: meridian-{{ . }}
 {{ trimSuffix "/" $root.Values.image.registry }}/meridian-{{ $component }}:{{ $root.Values.image.tag | default $root.Chart.AppVersion }}
 {{- end }}
 
-{{/* Pod-level settings shared by every component: pull secrets, scheduling, security context. */}}
+{{/*
+Pod-level settings shared by every component: pull secrets, scheduling, security context. Takes
+(list $ sysctls): the pod's sysctls, a list of {name, value}, empty for none.
+*/}}
 {{- define "meridian.podSpec" -}}
-{{- with .Values.image.pullSecrets }}
+{{- $root := index . 0 -}}
+{{- $sysctls := index . 1 -}}
+{{- with $root.Values.image.pullSecrets }}
 imagePullSecrets:
 {{- range . }}
   - name: {{ . }}
 {{- end }}
 {{- end }}
-{{- with .Values.nodeSelector }}
+{{- with $root.Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.tolerations }}
+{{- with $root.Values.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
@@ -64,6 +69,10 @@ securityContext:
   runAsUser: 65532
   runAsGroup: 65532
   seccompProfile: { type: RuntimeDefault }
+  {{- with $sysctls }}
+  sysctls:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 
 {{/* Container-level security context shared by every component. */}}
