@@ -154,9 +154,27 @@ describe("data path", () => {
     const handshakes = await b.gateway.metrics.value("meridian_gateway_tls_handshakes_total", {
       role: "server",
     });
+    const gauge = (name: string) => a.gateway.metrics.value(`meridian_gateway_${name}`, { cluster: "east" });
+    const openChannels = await gauge("mux_channels");
+    const muxConnections = await gauge("mux_connections");
     for (const c of clients) c.destroy();
-    if (MULTIPLEX > 0) assert.ok(handshakes <= MULTIPLEX, `${handshakes} connections for 40 streams`);
-    else assert.ok(handshakes >= 40, `only ${handshakes} connections for 40 concurrent streams`);
+    if (MULTIPLEX > 0) {
+      assert.ok(handshakes <= MULTIPLEX, `${handshakes} connections for 40 streams`);
+      assert.equal(openChannels, 40, "every open stream is a channel");
+      assert.ok(
+        muxConnections >= 1 && muxConnections <= MULTIPLEX,
+        `${muxConnections} multiplexed connections`,
+      );
+      let left = openChannels;
+      for (let i = 0; i < 100 && left > 0; i++) {
+        await sleep(20);
+        left = await gauge("mux_channels");
+      }
+      assert.equal(left, 0, "channels still counted after their streams closed");
+    } else {
+      assert.ok(handshakes >= 40, `only ${handshakes} connections for 40 concurrent streams`);
+      assert.equal(openChannels + muxConnections, 0, "no multiplexing, no channels");
+    }
   });
 
   it("falls back to a connection per stream with a peer that does not offer multiplexing", async () => {

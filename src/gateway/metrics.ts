@@ -85,7 +85,17 @@ export class GatewayMetrics {
   );
   readonly poolIdle = this.talliedGauge(
     "meridian_gateway_pool_idle_connections",
-    "Warm, authenticated idle connections per peer gateway",
+    "Warm, authenticated idle connections per peer gateway (a connection per stream)",
+    ["cluster"] as const,
+  );
+  readonly muxConnections = this.talliedGauge(
+    "meridian_gateway_mux_connections",
+    "Open multiplexed connections to each peer gateway",
+    ["cluster"] as const,
+  );
+  readonly muxChannels = this.talliedGauge(
+    "meridian_gateway_mux_channels",
+    "Streams open as channels on the multiplexed connections to each peer gateway",
     ["cluster"] as const,
   );
   readonly poolReuse = this.talliedCounter(

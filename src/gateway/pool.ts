@@ -160,7 +160,10 @@ export class PeerConnector {
     }
     this.metrics.poolReuse.inc({ cluster: this.peer.clusterId, kind: warm ? "warm" : "new" });
     this.refill();
-    return { socket: connection.open(), warm };
+    const channel = connection.open();
+    channel.once("close", () => this.updateGauge());
+    this.updateGauge();
+    return { socket: channel, warm };
   }
 
   private startMuxDial(): void {
@@ -232,7 +235,12 @@ export class PeerConnector {
   }
 
   private updateGauge(): void {
-    this.metrics.poolIdle.set({ cluster: this.peer.clusterId }, this.idle.length + this.muxed.length);
+    const cluster = { cluster: this.peer.clusterId };
+    this.metrics.poolIdle.set(cluster, this.idle.length);
+    this.metrics.muxConnections.set(cluster, this.muxed.length);
+    let channels = 0;
+    for (const connection of this.muxed) channels += connection.load;
+    this.metrics.muxChannels.set(cluster, channels);
   }
 
   /**
