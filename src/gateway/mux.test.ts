@@ -7,6 +7,7 @@ import {
   INITIAL_CHANNEL_WINDOW,
   MUX_SLICE,
   MUX_WRITE_QUEUE,
+  leastLoaded,
   MuxConnection,
   MuxFrame,
   MuxFrameReader,
@@ -214,5 +215,25 @@ describe("mux channels", () => {
     );
     client.destroy();
     server.close();
+  });
+
+  it("places a new channel on the connection with the fewest channels, unless it is backed up", async () => {
+    const slow = await connectedPair();
+    const fast = await connectedPair();
+    for (let i = 0; i < 100; i++) fast.dialer.open(); // more channels than the slow one will have
+    const upload = slow.dialer.open();
+    assert.equal(
+      leastLoaded([slow.dialer, fast.dialer]),
+      slow.dialer,
+      "fewest channels while neither is backed up",
+    );
+    slow.raw.pause();
+    const uploads = [upload, ...Array.from({ length: 63 }, () => slow.dialer.open())];
+    for (const u of uploads) u.write(Buffer.alloc(INITIAL_CHANNEL_WINDOW));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(slow.dialer.backedUp, "16 MiB toward a reader that takes nothing backs the connection up");
+    assert.equal(leastLoaded([slow.dialer, fast.dialer]), fast.dialer);
+    slow.close();
+    fast.close();
   });
 });

@@ -269,10 +269,17 @@ export class MuxChannel extends Duplex {
   }
 }
 
-/** The usable connection with the fewest open channels. */
+/**
+ * The usable connection for a new channel: one not backed up if there is one (a new stream placed
+ * beside an upload to a slow peer waits behind its queue), then the one with the fewest channels.
+ */
 export function leastLoaded(connections: Iterable<MuxConnection>): MuxConnection | undefined {
   let best: MuxConnection | undefined;
-  for (const c of connections) if (c.usable && (!best || c.load < best.load)) best = c;
+  for (const c of connections) {
+    if (!c.usable) continue;
+    if (!best || (best.backedUp && !c.backedUp) || (best.backedUp === c.backedUp && c.load < best.load))
+      best = c;
+  }
   return best;
 }
 
@@ -307,6 +314,11 @@ export class MuxConnection {
   /** Open channels. */
   get load(): number {
     return this.channels.size;
+  }
+
+  /** Has more to send than its socket takes now: channels wait for the socket to drain. */
+  get backedUp(): boolean {
+    return this.awaitingDrain;
   }
 
   /** Takes new channels: open and not retired. */
