@@ -108,7 +108,12 @@ describe("multiplexed relay pair (bench/gateway-node-relay.ts with muxConnection
   });
 
   it("closes the client's connection when B has no such target", async () => {
-    assert.equal(await exchange(entry.missing!, "anyone there?"), "");
+    // The cut reaches the client as a close, or as a reset when A still held its unread bytes.
+    const answer = await exchange(entry.missing!, "anyone there?").catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ECONNRESET") return "";
+      throw err;
+    });
+    assert.equal(answer, "");
   });
 
   it("lets other streams through while one reader stalls", async () => {
