@@ -34,6 +34,7 @@ import { parseArgs } from "node:util";
 import { makeClusterset, startBackend, startGateway } from "../src/gateway/fixtures.js";
 import type { RoutingTable } from "../src/gateway/routes.js";
 import { startLink } from "./gateway-link.js";
+import { percentile } from "./gateway-phases.js";
 
 const { values } = parseArgs({
   options: {
@@ -91,15 +92,8 @@ async function upload(port: number, stop: () => boolean): Promise<void> {
 }
 
 function percentiles(times: number[]): { p50: number; p99: number; max: number; count: number } {
-  const sorted = [...times].sort((a, b) => a - b);
-  const at = (p: number): number =>
-    Number(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!.toFixed(2));
-  return {
-    p50: at(0.5),
-    p99: at(0.99),
-    max: Number(sorted[sorted.length - 1]!.toFixed(2)),
-    count: sorted.length,
-  };
+  const at = (p: number): number => Number(percentile(times, p).toFixed(2));
+  return { p50: at(50), p99: at(99), max: at(100), count: times.length };
 }
 
 interface ModeResult {

@@ -243,7 +243,7 @@ export class MuxChannel extends Duplex {
       return;
     }
     this.pendingCallback = callback;
-    this.connection.schedule(this);
+    if (this.sendable) this.connection.schedule(this);
   }
 
   private credited(bytes: number): void {

@@ -161,8 +161,9 @@ export class PeerConnector {
     this.metrics.poolReuse.inc({ cluster: this.peer.clusterId, kind: warm ? "warm" : "new" });
     this.refill();
     const channel = connection.open();
-    channel.once("close", () => this.updateGauge());
-    this.updateGauge();
+    const cluster = { cluster: this.peer.clusterId };
+    this.metrics.muxChannels.inc(cluster);
+    channel.once("close", () => this.metrics.muxChannels.dec(cluster));
     return { socket: channel, warm };
   }
 
@@ -238,9 +239,6 @@ export class PeerConnector {
     const cluster = { cluster: this.peer.clusterId };
     this.metrics.poolIdle.set(cluster, this.idle.length);
     this.metrics.muxConnections.set(cluster, this.muxed.length);
-    let channels = 0;
-    for (const connection of this.muxed) channels += connection.load;
-    this.metrics.muxChannels.set(cluster, channels);
   }
 
   /**
