@@ -427,6 +427,7 @@ async function measureInterleaved(systems: System[]): Promise<Measured> {
       );
       if (PHASES.has("throughput")) {
         const before = cpu(s);
+        const beforeEach = s.pids.map(cpuSeconds);
         const mbps = await throughput(
           s.host,
           s.entry.iperf,
@@ -434,12 +435,16 @@ async function measureInterleaved(systems: System[]): Promise<Measured> {
           // On the clusterset the backend pod restarts its own one-off server after every test.
           TOPOLOGY ? undefined : () => start("iperf3", ["-s", "-1", "-p", String(iperfPort)]),
         );
-        const cpuSeconds = cpu(s) - before;
-        t.throughputCpuSeconds += cpuSeconds;
+        const spent = cpu(s) - before;
+        t.throughputCpuSeconds += spent;
         t.megabytes += mbps * SECONDS;
         t.mbps.push(mbps);
-        const perGB =
-          s.pids.length > 0 ? ` (${(cpuSeconds / ((mbps * SECONDS) / 1000)).toFixed(2)} CPU s/GB)` : "";
+        const gigabytes = (mbps * SECONDS) / 1000;
+        // Each process's share too (A first): which side a slow round's extra CPU went to.
+        const each = s.pids
+          .map((p, i) => ((cpuSeconds(p) - beforeEach[i]!) / gigabytes).toFixed(2))
+          .join(" + ");
+        const perGB = s.pids.length > 0 ? ` (${(spent / gigabytes).toFixed(2)} CPU s/GB: ${each})` : "";
         process.stderr.write(`${mbps.toFixed(0)} MB/s${perGB}; `);
       }
       // The direct path only gives scale, and at its rate (~30k connections a round) it would fill
