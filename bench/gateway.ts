@@ -426,8 +426,7 @@ async function measureInterleaved(systems: System[]): Promise<Measured> {
           : `round ${round + 1}/${ROUNDS} ${s.name}: `,
       );
       if (PHASES.has("throughput")) {
-        const before = cpu(s);
-        const beforeEach = s.pids.map(cpuSeconds);
+        const before = s.pids.map(cpuSeconds);
         const mbps = await throughput(
           s.host,
           s.entry.iperf,
@@ -435,15 +434,14 @@ async function measureInterleaved(systems: System[]): Promise<Measured> {
           // On the clusterset the backend pod restarts its own one-off server after every test.
           TOPOLOGY ? undefined : () => start("iperf3", ["-s", "-1", "-p", String(iperfPort)]),
         );
-        const spent = cpu(s) - before;
+        // Each process's share too (A first): which side a slow round's extra CPU went to.
+        const spentEach = s.pids.map((p, i) => cpuSeconds(p) - before[i]!);
+        const spent = spentEach.reduce((sum, x) => sum + x, 0);
         t.throughputCpuSeconds += spent;
         t.megabytes += mbps * SECONDS;
         t.mbps.push(mbps);
         const gigabytes = (mbps * SECONDS) / 1000;
-        // Each process's share too (A first): which side a slow round's extra CPU went to.
-        const each = s.pids
-          .map((p, i) => ((cpuSeconds(p) - beforeEach[i]!) / gigabytes).toFixed(2))
-          .join(" + ");
+        const each = spentEach.map((x) => (x / gigabytes).toFixed(2)).join(" + ");
         const perGB = s.pids.length > 0 ? ` (${(spent / gigabytes).toFixed(2)} CPU s/GB: ${each})` : "";
         process.stderr.write(`${mbps.toFixed(0)} MB/s${perGB}; `);
       }
