@@ -158,3 +158,5 @@ const servers = Object.entries(config.listen).map(([name, port]) => {
 });
 await Promise.all([...servers, ...ready]);
 process.stdout.write("ready\n");
+// A clean exit on the bench's SIGTERM, so that `--cpu-prof` (bench/gateway.ts `--profile`) writes its profile.
+process.once("SIGTERM", () => process.exit(0));

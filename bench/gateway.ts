@@ -343,16 +343,24 @@ async function startNodeRelay(backends: Services, at: PairPlacement, muxConnecti
     return file;
   };
   const script = path.join(repo, "bench/gateway-node-relay.ts");
-  const node = [process.execPath, ...GATEWAY_FLAGS, "--import", "tsx", script];
+  const node = (role: "a" | "b"): string[] => [
+    process.execPath,
+    ...GATEWAY_FLAGS,
+    ...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir", path.join(PROFILE, `${kind}-${role}`)] : []),
+    "--import",
+    "tsx",
+    script,
+  ];
   const [bCmd, ...bArgs] = [
     ...at.bPrefix,
-    ...node,
+    ...node("b"),
     "b",
     config("b", at.bHost, b, at.backendHost, backends, east),
   ];
   const pb = start(bCmd, bArgs);
   await firstLine(pb);
-  const pa = start(node[0]!, [...node.slice(1), "a", config("a", at.aHost, a, at.bHost, b, west)]);
+  const [aCmd, ...aArgs] = node("a");
+  const pa = start(aCmd!, [...aArgs, "a", config("a", at.aHost, a, at.bHost, b, west)]);
   await firstLine(pa);
   return { ...a, pids: [pa.pid!, pb.pid!] };
 }

@@ -18,7 +18,7 @@ import { decideAccess } from "./access.js";
 import type { HealthSnapshot } from "./health.js";
 import { HealthTracker, jitteredDelay } from "./health.js";
 import type { IdentitySource } from "./identity.js";
-import { GatewayMetrics } from "./metrics.js";
+import { GatewayMetrics, type StreamSums } from "./metrics.js";
 import { MUX_ALPN, MuxChannel, MuxConnection } from "./mux.js";
 import type { Locality, RoutedCluster, Tier } from "./policy.js";
 import { computeTiers, effectiveRouting, WeightedPicker } from "./policy.js";
@@ -37,7 +37,7 @@ import type {
 import { routeKey } from "./routes.js";
 import type { SourceNamespaces } from "./source-namespaces.js";
 import type { PeerCertificateFacts, PeerIdentity } from "./trust.js";
-import { classifyPeer } from "./trust.js";
+import { classifyPeer, PeerVerdicts } from "./trust.js";
 import type { EarlyData } from "./tunnel.js";
 import { bridge, pipeBoth, readFrom, skipStream } from "./tunnel.js";
 
@@ -143,6 +143,8 @@ export class Gateway {
   private readonly peerSockets = new Set<net.Socket>();
   /** Passive health of (cluster, service): a peer saying "no endpoints" is cheap to re-ask, so short ejections. */
   private readonly serviceHealth: HealthTracker;
+  private readonly verdicts = new PeerVerdicts();
+  private readonly openByRoute = new WeakMap<ImportRoute, Buffer>();
 
   constructor(private readonly o: GatewayOptions) {
     this.clock = o.clock ?? Date.now;
@@ -524,14 +526,20 @@ export class Gateway {
     // Peer connections carry many streams: hook their close once, not once per stream.
     if (this.closeHooked.has(socket)) return;
     this.closeHooked.add(socket);
-    socket.once("close", () => this.activeSockets.delete(socket));
+    socket.on("close", this.untrack);
   }
+
+  /** One listener for every tracked socket (`this` is the one that closed), not a closure each. */
+  private readonly untrack = ((active: Set<Duplex>) =>
+    function (this: Duplex): void {
+      active.delete(this);
+    })(this.activeSockets);
 
   // ── outbound: a local client connection to an imported service ──────────────────────────────
 
   private async onLocal(state: ImportState, client: net.Socket): Promise<void> {
     const service = state.route.service;
-    client.on("error", () => {});
+    client.on("error", ignoreError);
     if (this.draining || this.outbound >= this.limits.maxConnections) {
       this.metrics.refusals.inc({ reason: "limit", cluster: this.o.clusterId, service });
       client.destroy();
@@ -557,21 +565,17 @@ export class Gateway {
       if (!choice) break;
       const clusterId = choice.clusterId;
       tried.add(clusterId);
-      this.metrics.routingDecisions.inc({
-        service: labelService,
-        cluster: clusterId,
-        origin: state.tiers[choice.tier]!.origin,
-      });
-      const labels = { direction: "outbound", service: labelService, cluster: clusterId };
+      this.metrics.routingDecision(labelService, clusterId, state.tiers[choice.tier]!.origin).value++;
+      const sums = this.metrics.streamSums("outbound", labelService, clusterId);
       if (clusterId === this.o.clusterId) {
         const backend = await this.connectEndpoint(route.service, route.localEndpoints ?? []);
         if (!backend) continue;
-        this.metrics.connectionsActive.inc(labels);
+        sums.active.value++;
         const r = await pipeBoth(client, backend, this.limits.idleTimeoutMs, early);
-        this.finishMetrics(labels, r.clean, r.fromPlain, r.toPlain);
+        finishMetrics(sums, r.clean, r.fromPlain, r.toPlain);
         return;
       }
-      const r = await this.streamToPeer(clusterId, route, client, early, labels);
+      const r = await this.streamToPeer(clusterId, route, client, early, sums);
       if (r === "not-opened") continue;
       return;
     }
@@ -588,18 +592,6 @@ export class Gateway {
     client.destroy();
   }
 
-  private finishMetrics(
-    labels: { direction: string; service: string; cluster: string },
-    clean: boolean,
-    sent: number,
-    received: number,
-  ): void {
-    this.metrics.connectionsActive.dec(labels);
-    this.metrics.connectionsTotal.inc({ ...labels, outcome: clean ? "closed" : "aborted" });
-    this.metrics.bytes.inc({ ...labels, flow: "sent" }, sent);
-    this.metrics.bytes.inc({ ...labels, flow: "received" }, received);
-  }
-
   /**
    * Carries a client connection to `service` on a peer: the OPEN and the client's first bytes go
    * out together, without waiting for the reply (early data). Records health. "not-opened" when
@@ -611,7 +603,7 @@ export class Gateway {
     route: ImportRoute,
     client: net.Socket,
     early: EarlyData,
-    labels: { direction: string; service: string; cluster: string },
+    sums: StreamSums,
   ): Promise<"done" | "not-opened"> {
     const connector = this.connectors.get(clusterId);
     if (!connector) return "not-opened";
@@ -631,7 +623,8 @@ export class Gateway {
         connector.release(tunnel);
         return "done";
       }
-      this.track(tunnel);
+      // A channel needs no tracking: the client is tracked, and the channel ends with its stream or its connection.
+      if (!(tunnel instanceof MuxChannel)) this.track(tunnel);
       let accepted = false;
       const r = await bridge(client, tunnel, this.limits.idleTimeoutMs, {
         role: "importing",
@@ -643,13 +636,13 @@ export class Gateway {
             accepted = true;
             this.health.connectResult(clusterId, true);
             this.serviceHealth.connectResult(serviceKey(clusterId, route.service), true);
-            this.metrics.connectionsActive.inc(labels);
+            sums.active.value++;
           },
         },
       });
       this.activeSockets.delete(tunnel);
       if (accepted) {
-        this.finishMetrics(labels, r.clean, r.fromPlain, r.toPlain);
+        finishMetrics(sums, r.clean, r.fromPlain, r.toPlain);
         if (r.reusable && !this.draining) connector.release(tunnel);
         else tunnel.destroy();
         return "done";
@@ -681,12 +674,17 @@ export class Gateway {
       this.o.sourceNamespaces &&
       client.remoteAddress &&
       this.o.sourceNamespaces.namespaceOf(client.remoteAddress);
-    return encodeOpen({
-      kind: "connect",
-      service: route.service,
-      port: route.port,
-      ...(sourceNamespace ? { sourceNamespace } : {}),
-    });
+    if (!sourceNamespace) {
+      // The same bytes for every connection to the route: encoded once (a written buffer is only read).
+      let open = this.openByRoute.get(route);
+      if (!open)
+        this.openByRoute.set(
+          route,
+          (open = encodeOpen({ kind: "connect", service: route.service, port: route.port })),
+        );
+      return open;
+    }
+    return encodeOpen({ kind: "connect", service: route.service, port: route.port, sourceNamespace });
   }
 
   /** The peer answered: its verdict is definitive, no need to wait for more failures. */
@@ -731,7 +729,7 @@ export class Gateway {
   // ── inbound: a peer gateway's connection ───────────────────────────────────────────────────────
 
   private onPeerConnection(socket: TLSSocket): void {
-    socket.on("error", () => {});
+    socket.on("error", ignoreError);
     socket.setNoDelay(true);
     const facts: PeerCertificateFacts = {
       authorized: socket.authorized,
@@ -774,7 +772,7 @@ export class Gateway {
       this.idlePeerSockets.delete(socket);
       if (!open) return void socket.destroy();
       // Re-checked on every stream: a revocation or an expiry applies to connections already open.
-      const verdict = classifyPeer(facts, this.o.identity.bundle(), this.clock());
+      const verdict = this.verdicts.classify(facts, this.o.identity.bundle(), this.clock());
       if (!verdict.ok) {
         this.metrics.refusals.inc({
           reason: verdict.reason,
@@ -836,15 +834,16 @@ export class Gateway {
       return this.refuseStream(socket, req, rest, this.draining ? "draining" : "overloaded");
     }
     this.inbound++;
-    this.track(socket);
+    // A channel ends with its stream (the backend is tracked) or its connection (a peer socket).
+    if (!(socket instanceof MuxChannel)) this.track(socket);
     try {
       const backend = await this.connectEndpoint(req.service, route.endpoints);
       if (!backend) {
         const status = route.endpoints.some((e) => e.ready !== false) ? "upstreamFailed" : "noEndpoints";
         return await this.refuseStream(socket, req, rest, status);
       }
-      const labels = { direction: "inbound", service: labelService, cluster: source.clusterId };
-      this.metrics.connectionsActive.inc(labels);
+      const sums = this.metrics.streamSums("inbound", labelService, source.clusterId);
+      sums.active.value++;
       // A version 1 client waits for the reply before sending anything; later ones do not.
       const ok = reply("ok");
       const leadsWithReply = (req.version ?? VERSION) >= 2;
@@ -855,7 +854,7 @@ export class Gateway {
         ...(leadsWithReply ? { reply: ok } : {}),
       });
       // For inbound, "sent" is towards the service: what the backend received.
-      this.finishMetrics(labels, r.clean, r.toPlain, r.fromPlain);
+      finishMetrics(sums, r.clean, r.toPlain, r.fromPlain);
       return r.reusable ? r.leftover : undefined;
     } finally {
       this.inbound--;
@@ -880,8 +879,21 @@ export class Gateway {
   }
 }
 
+/** A connection has ended: it leaves the active gauge and adds its outcome and bytes. */
+function finishMetrics(sums: StreamSums, clean: boolean, sent: number, received: number): void {
+  sums.active.value--;
+  (clean ? sums.closed : sums.aborted).value++;
+  sums.sent.value += sent;
+  sums.received.value += received;
+}
+
+/** The one-byte replies, made once (a written buffer is only read). */
+const REPLIES = Object.fromEntries(
+  Object.entries(ReplyStatus).map(([name, code]) => [name, Buffer.from([code])]),
+) as Record<ReplyStatusName, Buffer>;
+
 function reply(status: ReplyStatusName): Buffer {
-  return Buffer.from([ReplyStatus[status]]);
+  return REPLIES[status];
 }
 
 /** Reads an OPEN (possibly already partly in `buffered`); undefined on close, timeout or garbage. */
@@ -930,6 +942,9 @@ async function readReply(
   return reply;
 }
 
+/** Errors of sockets whose failure is handled through their close. */
+const ignoreError = (): void => {};
+
 function connectTcp(e: Endpoint, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: e.address, port: e.port, allowHalfOpen: true, noDelay: true });
@@ -937,14 +952,15 @@ function connectTcp(e: Endpoint, timeoutMs: number): Promise<net.Socket> {
       () => socket.destroy(Object.assign(new Error("connect timeout"), { code: "ETIMEDOUT" })),
       timeoutMs,
     );
-    socket.once("error", (err) => {
+    const failed = (err: Error): void => {
       clearTimeout(timer);
       reject(err);
-    });
+    };
+    socket.once("error", failed);
     socket.once("connect", () => {
       clearTimeout(timer);
-      socket.removeAllListeners("error");
-      socket.on("error", () => {});
+      socket.off("error", failed);
+      socket.on("error", ignoreError);
       socket.pause();
       resolve(socket);
     });

@@ -3,7 +3,33 @@
  * tests). Those touched for every proxied connection are tallied (src/observability/tally.ts).
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import { TalliedCounter, TalliedGauge } from "../observability/tally.js";
+import { TalliedCounter, TalliedGauge, type TallySum } from "../observability/tally.js";
+
+/** What one proxied connection adds to, for its direction, service (`ns/name:port`) and peer cluster. */
+export interface StreamSums {
+  active: TallySum;
+  closed: TallySum;
+  aborted: TallySum;
+  /** Bytes towards the service. */
+  sent: TallySum;
+  /** Bytes back to the client. */
+  received: TallySum;
+}
+
+/** Values by three keys, made on first use: plain map lookups, no key string built per call. */
+class ThreeKeyCache<T> {
+  private readonly byFirst = new Map<string, Map<string, Map<string, T>>>();
+
+  get(a: string, b: string, c: string, make: () => T): T {
+    let byB = this.byFirst.get(a);
+    if (!byB) this.byFirst.set(a, (byB = new Map<string, Map<string, T>>()));
+    let byC = byB.get(b);
+    if (!byC) byB.set(b, (byC = new Map<string, T>()));
+    let value = byC.get(c);
+    if (value === undefined) byC.set(c, (value = make()));
+    return value;
+  }
+}
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -103,6 +129,30 @@ export class GatewayMetrics {
     "Connections taken for a stream: warm (idle, already authenticated) or new (handshake on demand)",
     ["cluster", "kind"] as const,
   );
+
+  private readonly streamSumsCache = new ThreeKeyCache<StreamSums>();
+  private readonly decisionSums = new ThreeKeyCache<TallySum>();
+
+  /** The sums a connection touches, resolved once per label set (a connection's metrics are its hot path's). */
+  streamSums(direction: "outbound" | "inbound", service: string, cluster: string): StreamSums {
+    return this.streamSumsCache.get(direction, service, cluster, () => {
+      const labels = { direction, service, cluster };
+      return {
+        active: this.connectionsActive.sum(labels),
+        closed: this.connectionsTotal.sum({ ...labels, outcome: "closed" }),
+        aborted: this.connectionsTotal.sum({ ...labels, outcome: "aborted" }),
+        sent: this.bytes.sum({ ...labels, flow: "sent" }),
+        received: this.bytes.sum({ ...labels, flow: "received" }),
+      };
+    });
+  }
+
+  /** The count of connections to `service` sent to `cluster` from a tier of this origin. */
+  routingDecision(service: string, cluster: string, origin: string): TallySum {
+    return this.decisionSums.get(service, cluster, origin, () =>
+      this.routingDecisions.sum({ service, cluster, origin }),
+    );
+  }
 
   /** The value of a counter/gauge child, for tests and `status`. */
   async value(name: string, labels: Record<string, string>): Promise<number> {

@@ -17,6 +17,7 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import type { SecureContext, TLSSocket } from "node:tls";
+import type { TallySum } from "../observability/tally.js";
 import type { GatewayMetrics } from "./metrics.js";
 import { leastLoaded, MUX_ALPN, MuxChannel, MuxConnection } from "./mux.js";
 import type { PeerGateway } from "./routes.js";
@@ -65,13 +66,26 @@ export class PeerConnector {
   /** False once the peer answered without the multiplexing protocol (until the next flush). */
   private peerMultiplexes = true;
 
+  /** This peer's per-stream counters, resolved once. */
+  private readonly sums: { warm: TallySum; dialed: TallySum; channels: TallySum };
+  private readonly channelClosed = (): void => {
+    this.sums.channels.value--;
+  };
+
   constructor(
     public peer: PeerGateway,
     private readonly context: () => { secureContext: SecureContext; bundle: TrustBundle },
     private readonly options: PoolOptions,
     private readonly metrics: GatewayMetrics,
     private readonly clock: () => number = Date.now,
-  ) {}
+  ) {
+    const cluster = peer.clusterId;
+    this.sums = {
+      warm: metrics.poolReuse.sum({ cluster, kind: "warm" }),
+      dialed: metrics.poolReuse.sum({ cluster, kind: "new" }),
+      channels: metrics.muxChannels.sum({ cluster }),
+    };
+  }
 
   get idleCount(): number {
     return this.idle.length;
@@ -104,12 +118,12 @@ export class PeerConnector {
         entry.socket.destroy();
         continue;
       }
-      this.metrics.poolReuse.inc({ cluster: this.peer.clusterId, kind: "warm" });
+      this.sums.warm.value++;
       this.updateGauge();
       this.refill();
       return { socket: entry.socket, warm: true };
     }
-    this.metrics.poolReuse.inc({ cluster: this.peer.clusterId, kind: "new" });
+    this.sums.dialed.value++;
     const socket = await this.dial();
     this.refill();
     return { socket, warm: false };
@@ -158,12 +172,11 @@ export class PeerConnector {
       connection = (await Promise.race(this.muxDials)) ?? leastLoaded(this.muxed);
       if (!connection?.usable) return undefined;
     }
-    this.metrics.poolReuse.inc({ cluster: this.peer.clusterId, kind: warm ? "warm" : "new" });
+    (warm ? this.sums.warm : this.sums.dialed).value++;
     this.refill();
     const channel = connection.open();
-    const cluster = { cluster: this.peer.clusterId };
-    this.metrics.muxChannels.inc(cluster);
-    channel.once("close", () => this.metrics.muxChannels.dec(cluster));
+    this.sums.channels.value++;
+    channel.once("close", this.channelClosed);
     return { socket: channel, warm };
   }
 

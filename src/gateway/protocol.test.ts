@@ -6,6 +6,7 @@ import {
   encodeData,
   encodeOpen,
   FIN_FRAME,
+  isServiceKey,
   FrameDecoder,
   MAX_FRAME_PAYLOAD,
 } from "./protocol.js";
@@ -70,6 +71,25 @@ describe("OPEN header", () => {
     assert.equal(decodeOpen(zero).state, "error");
     assert.throws(() => encodeOpen({ kind: "connect", service: "no-namespace", port: 1 }));
     assert.throws(() => encodeOpen({ kind: "connect", service: "A/B", port: 1 }));
+  });
+
+  it("validates service keys the same way however often and however many it has seen", () => {
+    for (let round = 0; round < 2; round++) {
+      assert.equal(isServiceKey("shop/payments"), true);
+      for (const bad of [
+        "shop",
+        "shop/",
+        "/payments",
+        "Shop/payments",
+        "a/b/c",
+        "shop/pay_ments",
+        `shop/${"a".repeat(64)}`,
+      ])
+        assert.equal(isServiceKey(bad), false, bad);
+    }
+    for (let i = 0; i < 5000; i++) assert.equal(isServiceKey(`ns-${i}/svc`), true);
+    assert.equal(isServiceKey("shop/payments"), true, "still valid once the kept set was cleared");
+    assert.equal(isServiceKey("shop/Payments"), false);
   });
 
   it("never throws on arbitrary bytes (property)", () => {

@@ -75,10 +75,24 @@ const LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const HEADER_FIXED = MAGIC.length + 1 + 1 + 2 + 1;
 export const MAX_OPEN_LENGTH = HEADER_FIXED + 255 + 1 + 63;
 
+/**
+ * Keys already found valid. Every stream's OPEN names a service, on both gateways; a gateway serves
+ * a handful of services, and splitting and matching each key anew was ~1% of its CPU per new
+ * connection. Bounded, so a peer sending many distinct valid names cannot grow it without end.
+ */
+const validServiceKeys = new Set<string>();
+const VALID_SERVICE_KEYS_KEPT = 4096;
+
 /** `namespace/name`, each part a DNS label (Kubernetes Service and Namespace names are). */
 export function isServiceKey(s: string): boolean {
+  if (validServiceKeys.has(s)) return true;
   const parts = s.split("/");
-  return parts.length === 2 && LABEL.test(parts[0]!) && LABEL.test(parts[1]!);
+  const valid = parts.length === 2 && LABEL.test(parts[0]!) && LABEL.test(parts[1]!);
+  if (valid) {
+    if (validServiceKeys.size >= VALID_SERVICE_KEYS_KEPT) validServiceKeys.clear();
+    validServiceKeys.add(s);
+  }
+  return valid;
 }
 
 export function encodeOpen(req: OpenRequest): Buffer {
@@ -108,11 +122,20 @@ export type DecodeResult<T> =
   | { state: "error"; message: string }
   | { state: "done"; value: T; consumed: number };
 
+/** `buf` is the magic, or as much of its start as has arrived. (Loops: this runs for every stream.) */
+function startsLikeMagic(buf: Buffer): boolean {
+  for (let i = 0; i < MAGIC.length && i < buf.length; i++) if (buf[i] !== MAGIC[i]) return false;
+  return true;
+}
+
+function isVisibleAscii(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (buf[i]! < 0x21 || buf[i]! > 0x7e) return false;
+  return true;
+}
+
 /** Decodes an OPEN from the start of `buf`; never throws, whatever the bytes. */
 export function decodeOpen(buf: Buffer): DecodeResult<OpenRequest> {
-  const magicBytes = Math.min(buf.length, MAGIC.length);
-  if (!buf.subarray(0, magicBytes).equals(MAGIC.subarray(0, magicBytes)))
-    return { state: "error", message: "not a Meridian gateway stream" };
+  if (!startsLikeMagic(buf)) return { state: "error", message: "not a Meridian gateway stream" };
   if (buf.length < HEADER_FIXED) return { state: "incomplete" };
   if (!VERSIONS.has(buf[4]!)) return { state: "error", message: `unsupported version ${buf[4]}` };
   const kind = buf[5] === 1 ? "connect" : buf[5] === 2 ? "probe" : undefined;
@@ -121,10 +144,9 @@ export function decodeOpen(buf: Buffer): DecodeResult<OpenRequest> {
   const port = buf.readUInt16BE(6);
   const length = buf[8]!;
   if (buf.length < HEADER_FIXED + length) return { state: "incomplete" };
-  const nameBytes = buf.subarray(HEADER_FIXED, HEADER_FIXED + length);
-  if (nameBytes.some((b) => b < 0x21 || b > 0x7e))
+  if (!isVisibleAscii(buf, HEADER_FIXED, HEADER_FIXED + length))
     return { state: "error", message: "non-ASCII service name" };
-  const service = nameBytes.toString("ascii");
+  const service = buf.toString("ascii", HEADER_FIXED, HEADER_FIXED + length);
   if (kind === "connect" && (!isServiceKey(service) || port === 0))
     return { state: "error", message: "connect needs namespace/name and a port" };
   const request: OpenRequest = { kind, service, port, version };

@@ -13,6 +13,7 @@ import {
   credentialsFrom,
   identityUri,
   parseIdentityUri,
+  PeerVerdicts,
   renewalTime,
   signGatewayRequest,
 } from "./trust.js";
@@ -165,6 +166,25 @@ describe("classifyPeer", () => {
       }),
       "bad-identity",
     );
+  });
+
+  it("re-checks a connection's later streams against a replaced bundle and the clock (PeerVerdicts)", () => {
+    const verdicts = new PeerVerdicts();
+    const facts = { authorized: true, certificate: cert() };
+    const of = (b: TrustBundle, at: number) => {
+      const v = verdicts.classify(facts, b, at);
+      return v.ok ? `ok:${v.identity.clusterId}` : v.reason;
+    };
+    assert.equal(of(bundle, now), "ok:east");
+    assert.equal(of(bundle, now + 1000), "ok:east");
+    assert.equal(of({ ...bundle, revokedClusters: ["east"] }, now), "revoked", "a new bundle revokes it");
+    const revocable: TrustBundle = { ...bundle };
+    assert.equal(of(revocable, now), "ok:east");
+    revocable.revokedSerials = ["0abc"];
+    assert.equal(of(revocable, now), "revoked", "a revocation list replaced in the bundle applies too");
+    assert.equal(of(bundle, Date.parse("Dec 31 00:00:00 2026 GMT")), "expired", "the certificate expires");
+    assert.equal(of(bundle, Date.parse("Dec 31 00:00:00 2025 GMT")), "not-yet-valid");
+    assert.equal(of(bundle, now), "ok:east", "and is accepted again inside its validity");
   });
 
   it("reads Node's own certificate fields", () => {

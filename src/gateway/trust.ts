@@ -235,6 +235,57 @@ export function classifyPeer(facts: PeerCertificateFacts, bundle: TrustBundle, n
   return { ok: true, identity, serial };
 }
 
+interface KeptAcceptance {
+  verdict: PeerVerdict;
+  /** What it was decided against: a bundle is replaced, never changed, when trust changes. */
+  bundle: TrustBundle;
+  revokedSerials: TrustBundle["revokedSerials"];
+  revokedClusters: TrustBundle["revokedClusters"];
+  /** The certificate's validity, `from <= now < to`. */
+  from: number;
+  to: number;
+}
+
+/**
+ * `classifyPeer` for every stream of a connection. Each stream is re-checked so that a revocation
+ * or an expiry reaches connections already open, but a multiplexed connection carries thousands of
+ * streams, and parsing the certificate's dates and names for each was ~1% of the exporting
+ * gateway's CPU per new connection. An acceptance is kept until the bundle (or its revocation
+ * lists) is replaced or the certificate's validity window is left; refusals are not kept.
+ */
+export class PeerVerdicts {
+  private readonly accepted = new WeakMap<PeerCertificateFacts, KeptAcceptance>();
+
+  classify(facts: PeerCertificateFacts, bundle: TrustBundle, nowMs: number): PeerVerdict {
+    const kept = this.accepted.get(facts);
+    if (
+      kept &&
+      kept.bundle === bundle &&
+      kept.revokedSerials === bundle.revokedSerials &&
+      kept.revokedClusters === bundle.revokedClusters &&
+      kept.from <= nowMs &&
+      nowMs < kept.to
+    )
+      return kept.verdict;
+    const verdict = classifyPeer(facts, bundle, nowMs);
+    if (!verdict.ok) {
+      this.accepted.delete(facts);
+      return verdict;
+    }
+    const cert = facts.certificate!;
+    this.accepted.set(facts, {
+      verdict,
+      bundle,
+      revokedSerials: bundle.revokedSerials,
+      revokedClusters: bundle.revokedClusters,
+      // An unparsable date gives NaN, which no comparison passes: such a peer is checked every time.
+      from: cert.valid_from ? Date.parse(cert.valid_from) : -Infinity,
+      to: cert.valid_to ? Date.parse(cert.valid_to) : Infinity,
+    });
+    return verdict;
+  }
+}
+
 /** OpenSSL's verdict on the chain, as a refusal reason. */
 function chainFailure(error: PeerCertificateFacts["authorizationError"]): PeerVerdict & { ok: false } {
   const withCode: { code?: string; message?: string } | null | undefined =

@@ -66,6 +66,17 @@ describe("tallied metrics", () => {
     ]);
   });
 
+  it("hand a hot path the running sum of a label set, shared with inc and shown on scrape", async () => {
+    const registry = new Registry();
+    const active = new TalliedGauge({ name: "t_open", help: "h", labelNames: ["peer"], registry });
+    const east = active.sum({ peer: "east" });
+    assert.equal(active.sum({ peer: "east" }), east, "one sum per label set");
+    east.value += 3;
+    active.dec({ peer: "east" });
+    east.value--;
+    assert.deepEqual(await scrape(registry), ['t_open{peer="east"} 1']);
+  });
+
   it("count without labels", async () => {
     const registry = new Registry();
     const truncated = new TalliedCounter({ name: "t_truncated_total", help: "h", labelNames: [], registry });
