@@ -141,6 +141,43 @@ describe("mux channels", () => {
     close();
   });
 
+  it("tells the peer of a deferred channel with its first frame, and not at all if nothing was sent", async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const wire = new Promise<net.Socket>((r) => server.once("connection", r));
+    const client = net.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1" });
+    await new Promise((r) => client.once("connect", r));
+    const frames: string[] = [];
+    const reader = new MuxFrameReader((type, channel, payload) =>
+      frames.push(`${type}:${channel}:${payload.toString()}`),
+    );
+    (await wire).on("data", (chunk: Buffer) => reader.push(chunk));
+    const dialer = new MuxConnection(client as TLSSocket);
+    const settle = () => new Promise((r) => setTimeout(r, 50));
+    const deferred = { deferOpen: true };
+    const [first, unused, ended] = [
+      dialer.open(Buffer.from("a"), deferred),
+      dialer.open(undefined, deferred),
+      dialer.open(undefined, deferred),
+    ];
+    dialer.open(Buffer.from("b")); // not deferred: a server-speaks-first stream must reach its peer
+    await settle();
+    assert.deepEqual(frames, [`${MuxFrame.open}:7:b`], "a deferred channel alone sends nothing");
+    first.write("x");
+    unused.destroy();
+    ended.end();
+    await settle();
+    assert.deepEqual(frames, [
+      `${MuxFrame.open}:7:b`,
+      `${MuxFrame.open}:1:a`,
+      `${MuxFrame.data}:1:x`,
+      `${MuxFrame.open}:5:`,
+      `${MuxFrame.fin}:5:`,
+    ]);
+    client.destroy();
+    server.close();
+  });
+
   it("forgets a channel both sides released, and cuts the peer's on an error", async () => {
     const { dialer, accepted, close } = await connectedPair();
     const first = dialer.open();

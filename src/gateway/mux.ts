@@ -6,7 +6,11 @@
  *
  * Frame: type (1 byte), channel id (4), payload length (4), payload.
  * - OPEN starts a channel (ids are odd, chosen by the side that dials), with an optional label
- *   (the gateway sends none: its own OPEN travels inside);
+ *   (the gateway sends none: its own OPEN travels inside). The gateway defers it to the channel's
+ *   first frame of another kind: a stream's first bytes usually come one or more event-loop turns
+ *   after its channel was opened, and an OPEN sent alone cost a TLS record, a write and a read of
+ *   its own per stream (a deferring opener must write soon, or the peer never hears of the
+ *   channel: the gateway's own OPEN leaves within `LEAD_WAIT_MS`);
  * - DATA carries bytes;
  * - FIN ends the sender's direction (a stream-level half-close: the channel's readable ends);
  * - RELEASE says the sender is done with the channel without ending it as a byte stream (the
@@ -113,12 +117,24 @@ export class MuxChannel extends Duplex {
   private peerReleased = false;
   private cutByPeer = false;
   private releaseTimer: NodeJS.Timeout | undefined;
+  /** This side opened the channel and the peer has not been told yet: the label still to send. */
+  private unannounced: Buffer | undefined;
 
   constructor(
     readonly connection: MuxConnection,
     readonly id: number,
+    openingLabel?: Buffer,
   ) {
     super({ allowHalfOpen: true });
+    this.unannounced = openingLabel;
+  }
+
+  /** Sends the OPEN, once, ahead of the channel's first other frame. */
+  announce(): void {
+    if (this.unannounced === undefined) return;
+    const label = this.unannounced;
+    this.unannounced = undefined;
+    this.connection.send(muxHeader(MuxFrame.open, this.id, label.length), label);
   }
 
   /**
@@ -128,6 +144,7 @@ export class MuxChannel extends Duplex {
   release(timeoutMs = 60_000): void {
     if (this.destroyed || this.released) return;
     this.released = true;
+    this.announce();
     this.connection.send(muxHeader(MuxFrame.release, this.id, 0));
     if (this.peerReleased) this.destroy();
     else {
@@ -149,6 +166,7 @@ export class MuxChannel extends Duplex {
 
   override _final(callback: (err?: Error | null) => void): void {
     this.sentFin = true;
+    this.announce();
     this.connection.send(muxHeader(MuxFrame.fin, this.id, 0));
     callback();
   }
@@ -161,7 +179,10 @@ export class MuxChannel extends Duplex {
     clearTimeout(this.releaseTimer);
     this.connection.forget(this);
     const over = (this.sentFin && this.gotFin) || (this.released && this.peerReleased);
-    if (!this.cutByPeer && !over) this.connection.send(muxHeader(MuxFrame.close, this.id, 0));
+    // A channel the peer never heard of needs no CLOSE.
+    if (this.unannounced === undefined && !this.cutByPeer && !over)
+      this.connection.send(muxHeader(MuxFrame.close, this.id, 0));
+    this.unannounced = undefined;
     this.pending = [];
     this.pendingBytes = 0;
     this.pendingCallback = undefined;
@@ -226,6 +247,7 @@ export class MuxChannel extends Duplex {
     }
     this.credit -= n;
     this.pendingBytes -= n;
+    this.announce();
     this.connection.send(muxHeader(MuxFrame.data, this.id, n), ...now);
     if (this.pendingBytes === 0) {
       const callback = this.pendingCallback;
@@ -326,12 +348,13 @@ export class MuxConnection {
     return !this.retired && !this.socket.destroyed && this.socket.writable;
   }
 
-  open(label: Buffer = Buffer.alloc(0)): MuxChannel {
+  /** A new channel; `deferOpen`: the peer hears of it with its first frame, not now. */
+  open(label: Buffer = Buffer.alloc(0), { deferOpen = false } = {}): MuxChannel {
     const id = this.nextId;
     this.nextId += 2;
-    const channel = new MuxChannel(this, id);
+    const channel = new MuxChannel(this, id, label);
     this.channels.set(id, channel);
-    this.send(muxHeader(MuxFrame.open, id, label.length), label);
+    if (!deferOpen) channel.announce();
     return channel;
   }
 

@@ -174,7 +174,8 @@ export class PeerConnector {
     }
     (warm ? this.sums.warm : this.sums.dialed).value++;
     this.refill();
-    const channel = connection.open();
+    // The stream's own OPEN is written within LEAD_WAIT_MS, and the channel's OPEN rides with it.
+    const channel = connection.open(undefined, { deferOpen: true });
     this.sums.channels.value++;
     channel.once("close", this.channelClosed);
     return { socket: channel, warm };
