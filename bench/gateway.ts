@@ -29,8 +29,8 @@
  * `--only meridian` (or `haproxy`) measures one system and the direct baseline, for iterating;
  * such a run does not write the results file; with it, `--phases throughput,connections` picks
  * phases (throughput, connections, latency, memory). `--haproxy-threads N` sets HAProxy's
- * nbthread (default: one thread per core). `--profile DIR` runs the Meridian gateways with
- * `--cpu-prof` and leaves their profiles in DIR. `--gateway-node-flags "..."` replaces the V8 flags
+ * nbthread (default: one thread per core). `--profile DIR` runs the Meridian gateways (and the
+ * relay pairs) with `--cpu-prof` and leaves their profiles in DIR. `--gateway-node-flags "..."` replaces the V8 flags
  * the gateways run with (GATEWAY_NODE_FLAGS; `""` for none), for A/B runs of the runtime's settings.
  *
  * `--with-node-relay` adds a third proxy pair placed where HAProxy is: a bare Node.js TLS relay

@@ -69,6 +69,25 @@ describe("mux frames", () => {
   });
 });
 
+/** A loopback TCP connection: the dialing socket and the accepted one. */
+async function tcpPair(): Promise<{ client: net.Socket; wire: net.Socket; close: () => void }> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const accepted = new Promise<net.Socket>((r) => server.once("connection", r));
+  const client = net.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1" });
+  await new Promise((r) => client.once("connect", r));
+  const wire = await accepted;
+  return {
+    client,
+    wire,
+    close: () => {
+      client.destroy();
+      wire.destroy();
+      server.close();
+    },
+  };
+}
+
 /** Two ends of one multiplexed connection over a loopback TCP pair (TLS adds nothing here). */
 async function connectedPair(): Promise<{
   dialer: MuxConnection;
@@ -79,26 +98,11 @@ async function connectedPair(): Promise<{
 }> {
   let onChannel!: (c: MuxChannel) => void;
   const accepted = new Promise<MuxChannel>((resolve) => (onChannel = resolve));
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as net.AddressInfo).port;
-  const serverSide = new Promise<net.Socket>((r) => server.once("connection", r));
-  const client = net.connect({ port, host: "127.0.0.1" });
-  await new Promise((r) => client.once("connect", r));
-  const raw = await serverSide;
+  const { client, wire: raw, close } = await tcpPair();
   // The connection uses only a TLSSocket's Duplex and socket members.
   new MuxConnection(raw as TLSSocket, (channel) => onChannel(channel));
   const dialer = new MuxConnection(client as TLSSocket);
-  return {
-    dialer,
-    accepted,
-    raw,
-    close: () => {
-      client.destroy();
-      raw.destroy();
-      server.close();
-    },
-  };
+  return { dialer, accepted, raw, close };
 }
 
 const drained = (channel: MuxChannel): Promise<Buffer> =>
@@ -142,16 +146,12 @@ describe("mux channels", () => {
   });
 
   it("tells the peer of a deferred channel with its first frame, and not at all if nothing was sent", async () => {
-    const server = net.createServer();
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const wire = new Promise<net.Socket>((r) => server.once("connection", r));
-    const client = net.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1" });
-    await new Promise((r) => client.once("connect", r));
+    const { client, wire, close } = await tcpPair();
     const frames: string[] = [];
     const reader = new MuxFrameReader((type, channel, payload) =>
       frames.push(`${type}:${channel}:${payload.toString()}`),
     );
-    (await wire).on("data", (chunk: Buffer) => reader.push(chunk));
+    wire.on("data", (chunk: Buffer) => reader.push(chunk));
     const dialer = new MuxConnection(client as TLSSocket);
     const settle = () => new Promise((r) => setTimeout(r, 50));
     const deferred = { deferOpen: true };
@@ -174,8 +174,7 @@ describe("mux channels", () => {
       `${MuxFrame.open}:5:`,
       `${MuxFrame.fin}:5:`,
     ]);
-    client.destroy();
-    server.close();
+    close();
   });
 
   it("forgets a channel both sides released, and cuts the peer's on an error", async () => {
@@ -225,11 +224,7 @@ describe("mux channels", () => {
   });
 
   it("sends a short write in turn with a long one, not behind all of it", async () => {
-    const server = net.createServer();
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const wire = new Promise<net.Socket>((r) => server.once("connection", r));
-    const client = net.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1" });
-    await new Promise((r) => client.once("connect", r));
+    const { client, wire, close } = await tcpPair();
     const dialer = new MuxConnection(client as TLSSocket);
     const bulk = dialer.open();
     const rpc = dialer.open();
@@ -243,15 +238,14 @@ describe("mux channels", () => {
         if (channel === bulk.id) bulkBytes += payload.length;
         else if (channel === rpc.id) resolve(bulkBytes);
       });
-      void wire.then((s) => s.on("data", (c: Buffer) => reader.push(c)));
+      wire.on("data", (c: Buffer) => reader.push(c));
     });
     // Behind the socket's queue and a slice of the long write's, not its whole window (256 KiB).
     assert.ok(
       bulkBytesBeforePing <= MUX_WRITE_QUEUE + 2 * MUX_SLICE,
       `${bulkBytesBeforePing} bytes of the long write went first`,
     );
-    client.destroy();
-    server.close();
+    close();
   });
 
   it("places a new channel on the connection with the fewest channels, unless it is backed up", async () => {
