@@ -124,13 +124,27 @@ export async function connectEchoClose(host: string, port: number, seconds: numb
   return connect;
 }
 
+/**
+ * RSS growth scaled to 10k connections; undefined when RSS did not grow. Then a process gave back
+ * more memory (garbage from the phases before) than the connections took, so their cost is not
+ * measurable from this sample: a number would be a wrong one (a relay once showed -2 MiB).
+ */
+export function growthPerTenThousandMiB(
+  beforeKiB: number,
+  afterKiB: number,
+  opened: number,
+): number | undefined {
+  if (opened <= 0 || afterKiB <= beforeKiB) return undefined;
+  return ((afterKiB - beforeKiB) / 1024) * (10_000 / opened);
+}
+
 /** RSS growth of the proxies while `count` connections sit open, scaled to 10k connections. */
 export async function idleMemory(
   host: string,
   port: number,
   pids: number[],
   count: number,
-): Promise<{ perTenThousandMiB: number; opened: number }> {
+): Promise<{ perTenThousandMiB: number | undefined; opened: number }> {
   const sum = (): number => pids.reduce((s, p) => s + rssKiB(p), 0);
   const before = sum();
   const sockets: net.Socket[] = [];
@@ -156,5 +170,5 @@ export async function idleMemory(
   const after = sum();
   for (const s of sockets) s.destroy();
   await sleep(1500);
-  return { perTenThousandMiB: ((after - before) / 1024) * (10_000 / Math.max(1, opened)), opened };
+  return { perTenThousandMiB: growthPerTenThousandMiB(before, after, opened), opened };
 }

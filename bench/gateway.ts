@@ -478,6 +478,22 @@ async function measureInterleaved(systems: System[]): Promise<Measured> {
   return { measured, cold };
 }
 
+interface IdleMemoryFields {
+  idleMemoryMiBPer10k?: number;
+  idleMemoryNotMeasured?: string;
+  idleConnectionsOpened?: number;
+}
+
+function idleMemoryFields(mem: Awaited<ReturnType<typeof idleMemory>> | undefined): IdleMemoryFields {
+  if (!mem) return {};
+  return {
+    ...(mem.perTenThousandMiB !== undefined
+      ? { idleMemoryMiBPer10k: Math.round(mem.perTenThousandMiB) }
+      : { idleMemoryNotMeasured: "RSS did not grow while the connections were open" }),
+    idleConnectionsOpened: mem.opened,
+  };
+}
+
 /** One proxy's costs against another's: above 1, the first costs more (or moves less). */
 function costRatios(x: ReturnType<typeof summarize> & { idleMemoryMiBPer10k?: number }, y: typeof x) {
   const ratio = (a: number | undefined, b: number | undefined): number | null =>
@@ -653,10 +669,14 @@ try {
   if (PHASES.has("memory"))
     for (const s of systems.filter((x) => x.pids.length > 0)) {
       process.stderr.write(`${s.name}: ${IDLE} idle connections…\n`);
-      memory.set(s.name, await idleMemory(s.host, s.entry.echo, s.pids, IDLE));
+      const mem = await idleMemory(s.host, s.entry.echo, s.pids, IDLE);
+      if (mem.perTenThousandMiB === undefined)
+        process.stderr.write(
+          `${s.name}: RSS did not grow while ${mem.opened} connections were open (memory freed from earlier phases hid their cost): idle memory not measured\n`,
+        );
+      memory.set(s.name, mem);
     }
   const report = (s: System) => {
-    const mem = memory.get(s.name);
     const warmup = summarize(cold.get(s.name)!, true);
     return {
       ...summarize(tallies.get(s.name)!, s.pids.length > 0),
@@ -669,9 +689,7 @@ try {
             },
           }
         : {}),
-      ...(mem
-        ? { idleMemoryMiBPer10k: Math.round(mem.perTenThousandMiB), idleConnectionsOpened: mem.opened }
-        : {}),
+      ...idleMemoryFields(memory.get(s.name)),
     };
   };
   const reports = new Map(systems.map((s) => [s.name, report(s)]));
@@ -765,7 +783,7 @@ try {
         Math.max(0.001, haproxy.rttMs.p99 - direct.rttMs.p99)
       ).toFixed(2),
       connectP99: +(meridian.connectMs.p99 / haproxy.connectMs.p99).toFixed(2),
-      idleMemory: +((meridian.idleMemoryMiBPer10k ?? 0) / (haproxy.idleMemoryMiBPer10k ?? 1)).toFixed(2),
+      idleMemory: costRatios(meridian, haproxy).idleMemory,
     },
     ...(meridian.warmupRounds && haproxy.warmupRounds
       ? { warmupRatios: coldRatios(meridian.warmupRounds, haproxy.warmupRounds) }
@@ -776,6 +794,7 @@ try {
   const row = (label: string, m: string, h: string, r: string, goal: string): string =>
     `| ${label} | ${m} | ${h} | ${r} | ${goal} |`;
   const f = (n: number): string => n.toFixed(3);
+  const mib = (n: number | undefined): string => (n === undefined ? "not measured" : `${n} MiB`);
   process.stdout.write(
     [
       `| gateway pair, ${TOPOLOGY ? "local clusterset" : "loopback"}, ${os.cpus().length} cores | Meridian | HAProxy 2.6 | ratio | goal |`,
@@ -824,19 +843,19 @@ try {
       ),
       row(
         `memory per 10k idle connections (${IDLE} opened, both proxies)`,
-        `${meridian.idleMemoryMiBPer10k} MiB`,
-        `${haproxy.idleMemoryMiBPer10k} MiB`,
-        `${result.ratios.idleMemory}×`,
+        mib(meridian.idleMemoryMiBPer10k),
+        mib(haproxy.idleMemoryMiBPer10k),
+        result.ratios.idleMemory === null ? "not measured" : `${result.ratios.idleMemory}×`,
         "",
       ),
       ...(nodeRelay
         ? [
-            `bare Node relay (no framing, no pool; a handshake per connection): ${nodeRelay.throughputMBps} MB/s (${nodeRelay.proxyCpuSecondsPerGB} CPU s/GB), ${nodeRelay.connectionsPerSecond} conn/s, RTT p50/p99 ${f(nodeRelay.rttMs.p50)}/${f(nodeRelay.rttMs.p99)} ms (${nodeRelay.proxyCpuMicrosecondsPerRoundTrip} µs CPU per round trip), ${nodeRelay.idleMemoryMiBPer10k} MiB per 10k idle`,
+            `bare Node relay (no framing, no pool; a handshake per connection): ${nodeRelay.throughputMBps} MB/s (${nodeRelay.proxyCpuSecondsPerGB} CPU s/GB), ${nodeRelay.connectionsPerSecond} conn/s, RTT p50/p99 ${f(nodeRelay.rttMs.p50)}/${f(nodeRelay.rttMs.p99)} ms (${nodeRelay.proxyCpuMicrosecondsPerRoundTrip} µs CPU per round trip), ${mib(nodeRelay.idleMemoryMiBPer10k)} per 10k idle`,
           ]
         : []),
       ...(muxRelay
         ? [
-            `multiplexed Node relay (every connection a stream over ${options.muxRelayConnections} mTLS connections): ${muxRelay.throughputMBps} MB/s (${muxRelay.proxyCpuSecondsPerGB} CPU s/GB), ${muxRelay.connectionsPerSecond} conn/s, RTT p50/p99 ${f(muxRelay.rttMs.p50)}/${f(muxRelay.rttMs.p99)} ms (${muxRelay.proxyCpuMicrosecondsPerRoundTrip} µs CPU per round trip), ${muxRelay.idleMemoryMiBPer10k} MiB per 10k idle`,
+            `multiplexed Node relay (every connection a stream over ${options.muxRelayConnections} mTLS connections): ${muxRelay.throughputMBps} MB/s (${muxRelay.proxyCpuSecondsPerGB} CPU s/GB), ${muxRelay.connectionsPerSecond} conn/s, RTT p50/p99 ${f(muxRelay.rttMs.p50)}/${f(muxRelay.rttMs.p99)} ms (${muxRelay.proxyCpuMicrosecondsPerRoundTrip} µs CPU per round trip), ${mib(muxRelay.idleMemoryMiBPer10k)} per 10k idle`,
           ]
         : []),
       `direct (no proxy): ${direct.throughputMBps} MB/s, ${direct.connectionsPerSecond} conn/s, RTT p50/p99/p99.9 ${f(direct.rttMs.p50)}/${f(direct.rttMs.p99)}/${f(direct.rttMs.p999)} ms (${direct.rttSamples} round trips)`,
