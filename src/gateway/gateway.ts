@@ -529,11 +529,8 @@ export class Gateway {
     socket.on("close", this.untrack);
   }
 
-  /** One listener for every tracked socket (`this` is the one that closed), not a closure each. */
-  private readonly untrack = ((active: Set<Duplex>) =>
-    function (this: Duplex): void {
-      active.delete(this);
-    })(this.activeSockets);
+  /** One listener for every tracked socket, not a closure each. */
+  private readonly untrack = removerFrom(this.activeSockets);
 
   // ── outbound: a local client connection to an imported service ──────────────────────────────
 
@@ -940,6 +937,13 @@ async function readReply(
   );
   if (reply instanceof Error) throw reply;
   return reply;
+}
+
+/** A "close" listener that removes the emitter (`this`) from `set`. */
+function removerFrom(set: Set<Duplex>): (this: Duplex) => void {
+  return function (this: Duplex): void {
+    set.delete(this);
+  };
 }
 
 /** Errors of sockets whose failure is handled through their close. */

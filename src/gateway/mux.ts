@@ -47,6 +47,9 @@ export const MUX_WRITE_QUEUE = 64 * 1024;
 /** The most one channel sends before the connection turns to the next channel with bytes to send. */
 export const MUX_SLICE = 32 * 1024;
 
+/** The label of a channel opened without one (shared: a written buffer is only read). */
+const NO_LABEL = Buffer.alloc(0);
+
 export function muxHeader(type: MuxFrameType, channel: number, length: number): Buffer {
   const header = Buffer.allocUnsafe(MUX_HEADER);
   header.writeUInt8(type, 0);
@@ -349,7 +352,7 @@ export class MuxConnection {
   }
 
   /** A new channel; `deferOpen`: the peer hears of it with its first frame, not now. */
-  open(label: Buffer = Buffer.alloc(0), { deferOpen = false } = {}): MuxChannel {
+  open(label: Buffer = NO_LABEL, { deferOpen = false } = {}): MuxChannel {
     const id = this.nextId;
     this.nextId += 2;
     const channel = new MuxChannel(this, id, label);
