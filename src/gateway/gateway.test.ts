@@ -85,6 +85,20 @@ function importing(
 }
 
 /** Opens `n` connections one after another and counts answers by content ("" for a failure). */
+/** The value once it has stayed the same for `quietMs` (a pool that has stopped dialing). */
+async function settled(read: () => Promise<number>, quietMs = 400): Promise<number> {
+  let value = await read();
+  let since = Date.now();
+  const deadline = since + 10_000;
+  while (Date.now() - since < quietMs) {
+    assert.ok(Date.now() < deadline, "still changing after 10 s");
+    await sleep(50);
+    const next = await read();
+    if (next !== value) [value, since] = [next, Date.now()];
+  }
+  return value;
+}
+
 async function tally(port: number, n: number): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
   for (let i = 0; i < n; i++) {
@@ -488,11 +502,14 @@ describe("early data", () => {
       importing("shop/r", [be, bn], {
         policy: { failover: [{ clusters: [{ cluster: "east" }] }, { clusters: [{ cluster: "north" }] }] },
       }),
+      // No pool refills and no probe after the first: a probe holding the only idle connection, or
+      // a refill topping up the pool, would dial a new connection that is not the refused one.
+      { pool: { warm: 0 }, probe: { intervalMs: 600_000, timeoutMs: 500, unhealthyAfter: 2 } },
     );
-    await sleep(300); // warm pools and a first probe
     const eastHandshakes = (): Promise<number> =>
       be.gateway.metrics.value("meridian_gateway_tls_handshakes_total", { role: "server" });
-    const before = await eastHandshakes();
+    while ((await eastHandshakes()) === 0) await sleep(50); // the first probe's connection
+    const before = await settled(eastHandshakes);
     // More than the early-data limit, sent and half-closed before any reply: east ("no
     // endpoints") gets the first 64 KiB and the client's reads pause; north gets all of it.
     const payload = Buffer.alloc(300_000, 3);
