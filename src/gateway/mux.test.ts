@@ -177,6 +177,39 @@ describe("mux channels", () => {
     close();
   });
 
+  it("sends a turn's first frame at once, and the frames after it together when the turn ends", async () => {
+    const { client, wire, close } = await tcpPair();
+    const frames: string[] = [];
+    const reader = new MuxFrameReader((type, channel, payload) =>
+      frames.push(`${type}:${channel}:${payload.toString()}`),
+    );
+    wire.on("data", (chunk: Buffer) => reader.push(chunk));
+    const dialer = new MuxConnection(client as TLSSocket);
+    try {
+      const [a, b] = [dialer.open(Buffer.from("a")), dialer.open(Buffer.from("b"))];
+      await new Promise((r) => setImmediate(r)); // a new turn
+      a.write("x");
+      // A round trip's frame is alone in its turn: it is in the kernel's hands before the turn ends.
+      assert.equal(client.writableLength, 0, "the turn's first frame waited");
+      b.write("y");
+      a.write("z");
+      assert.equal(client.writableCorked, 1, "later frames of the turn went out one by one");
+      assert.ok(client.writableLength > 0);
+      await new Promise((r) => setImmediate(r));
+      assert.equal(client.writableCorked, 0, "the turn ended with frames still held");
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(frames, [
+        `${MuxFrame.open}:1:a`,
+        `${MuxFrame.open}:3:b`,
+        `${MuxFrame.data}:1:x`,
+        `${MuxFrame.data}:3:y`,
+        `${MuxFrame.data}:1:z`,
+      ]);
+    } finally {
+      close(); // also when an assertion failed: open sockets would hold the test run
+    }
+  });
+
   it("forgets a channel both sides released, and cuts the peer's on an error", async () => {
     const { dialer, accepted, close } = await connectedPair();
     const first = dialer.open();

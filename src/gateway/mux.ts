@@ -319,6 +319,8 @@ export class MuxConnection {
   private pumping = false;
   private awaitingDrain = false;
   private nextId = 1;
+  /** A frame left this turn: later ones are corked until the turn ends. */
+  private sentThisTurn = false;
   private corked = false;
   private readonly reader = new MuxFrameReader((type, id, payload) => this.dispatch(type, id, payload));
   /** Closed once its last channel is gone (rotation: new streams go to a new connection). */
@@ -367,20 +369,33 @@ export class MuxConnection {
     if (this.channels.size === 0) this.socket.destroy();
   }
 
-  /** Frames sent in one event-loop turn share one write to the TLS socket (and so its records). */
+  /**
+   * The first frame of an event-loop turn leaves at once; frames after it in the same turn share
+   * one write to the TLS socket (and so its records) at the turn's end. A round trip's frame is
+   * usually the only one in its turn and is not held; a burst of streams still shares writes.
+   */
   send(header: Buffer, ...payload: Buffer[]): void {
     if (this.socket.destroyed) return;
-    if (!this.corked) {
+    const first = !this.sentThisTurn;
+    if (first) {
+      this.sentThisTurn = true;
+      setImmediate(this.endTurn);
+      this.socket.cork();
+    } else if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      setImmediate(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
     }
     this.socket.write(header);
     for (const p of payload) if (p.length > 0) this.socket.write(p);
+    if (first) this.socket.uncork();
   }
+
+  private readonly endTurn = (): void => {
+    this.sentThisTurn = false;
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   /** The channel has bytes to send: they go out in turn with other channels' as the socket drains. */
   schedule(channel: MuxChannel): void {
