@@ -2,7 +2,7 @@
  * Streams multiplexed over one mutually authenticated TLS connection between two gateways
  * (negotiated by ALPN, `MUX_ALPN`). Without it every concurrent stream holds a TLS connection of
  * its own, ~93 KiB of OpenSSL and Node buffers across its two ends; multiplexed, a stream is a
- * few objects, and what many streams write in one event-loop turn leaves in one TLS write.
+ * few objects, and what many streams write in one event-loop turn shares TLS writes (`send`).
  *
  * Frame: type (1 byte), channel id (4), payload length (4), payload.
  * - OPEN starts a channel (ids are odd, chosen by the side that dials), with an optional label
