@@ -105,6 +105,22 @@ async function connectedPair(): Promise<{
   return { dialer, accepted, raw, close };
 }
 
+/** A dialing connection over a loopback pair, and every frame its peer's end reads ("type:channel:payload"). */
+async function dialerWithFrameLog(): Promise<{
+  client: net.Socket;
+  dialer: MuxConnection;
+  frames: string[];
+  close: () => void;
+}> {
+  const { client, wire, close } = await tcpPair();
+  const frames: string[] = [];
+  const reader = new MuxFrameReader((type, channel, payload) =>
+    frames.push(`${type}:${channel}:${payload.toString()}`),
+  );
+  wire.on("data", (chunk: Buffer) => reader.push(chunk));
+  return { client, dialer: new MuxConnection(client as TLSSocket), frames, close };
+}
+
 const drained = (channel: MuxChannel): Promise<Buffer> =>
   new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -146,13 +162,7 @@ describe("mux channels", () => {
   });
 
   it("tells the peer of a deferred channel with its first frame, and not at all if nothing was sent", async () => {
-    const { client, wire, close } = await tcpPair();
-    const frames: string[] = [];
-    const reader = new MuxFrameReader((type, channel, payload) =>
-      frames.push(`${type}:${channel}:${payload.toString()}`),
-    );
-    wire.on("data", (chunk: Buffer) => reader.push(chunk));
-    const dialer = new MuxConnection(client as TLSSocket);
+    const { dialer, frames, close } = await dialerWithFrameLog();
     const settle = () => new Promise((r) => setTimeout(r, 50));
     const deferred = { deferOpen: true };
     const [first, unused, ended] = [
@@ -178,13 +188,7 @@ describe("mux channels", () => {
   });
 
   it("sends a turn's first frame at once, and the frames after it together when the turn ends", async () => {
-    const { client, wire, close } = await tcpPair();
-    const frames: string[] = [];
-    const reader = new MuxFrameReader((type, channel, payload) =>
-      frames.push(`${type}:${channel}:${payload.toString()}`),
-    );
-    wire.on("data", (chunk: Buffer) => reader.push(chunk));
-    const dialer = new MuxConnection(client as TLSSocket);
+    const { client, dialer, frames, close } = await dialerWithFrameLog();
     try {
       const [a, b] = [dialer.open(Buffer.from("a")), dialer.open(Buffer.from("b"))];
       await new Promise((r) => setImmediate(r)); // a new turn
