@@ -155,3 +155,45 @@ export function exchange(port: number, payload: Buffer | string = "", host = "12
     s.on("connect", () => s.end(payload));
   });
 }
+
+/** A loopback TCP connection: the dialing socket and the accepted one. */
+export async function tcpPair(): Promise<{ client: net.Socket; wire: net.Socket; close: () => void }> {
+  const server = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const accepted = new Promise<net.Socket>((r) => server.once("connection", r));
+  const client = net.connect({
+    port: (server.address() as net.AddressInfo).port,
+    host: "127.0.0.1",
+    allowHalfOpen: true,
+  });
+  await new Promise((r) => client.once("connect", r));
+  const wire = await accepted;
+  return {
+    client,
+    wire,
+    close: () => {
+      client.destroy();
+      wire.destroy();
+      server.close();
+    },
+  };
+}
+
+/**
+ * The size of every write `socket` hands to the kernel from now on (a writev counts once): what
+ * the data path's corking decides, seen where it matters.
+ */
+export function recordWrites(socket: net.Socket): number[] {
+  const writes: number[] = [];
+  const write = socket._write.bind(socket);
+  const writev = socket._writev!.bind(socket);
+  socket._write = (chunk: Buffer, encoding, callback) => {
+    writes.push(chunk.length);
+    write(chunk, encoding, callback);
+  };
+  socket._writev = (chunks, callback) => {
+    writes.push(chunks.reduce((n, c) => n + (c.chunk as Buffer).length, 0));
+    writev(chunks, callback);
+  };
+  return writes;
+}

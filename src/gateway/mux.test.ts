@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
-import net from "node:net";
+import type net from "node:net";
 import { describe, it } from "node:test";
 import type { TLSSocket } from "node:tls";
+import { recordWrites, tcpPair } from "./fixtures.js";
 import type { MuxChannel } from "./mux.js";
 import {
   INITIAL_CHANNEL_WINDOW,
+  MUX_HEADER,
   MUX_SLICE,
+  MUX_TAIL,
   MUX_WRITE_QUEUE,
   leastLoaded,
   MuxConnection,
@@ -68,25 +71,6 @@ describe("mux frames", () => {
     );
   });
 });
-
-/** A loopback TCP connection: the dialing socket and the accepted one. */
-async function tcpPair(): Promise<{ client: net.Socket; wire: net.Socket; close: () => void }> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const accepted = new Promise<net.Socket>((r) => server.once("connection", r));
-  const client = net.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1" });
-  await new Promise((r) => client.once("connect", r));
-  const wire = await accepted;
-  return {
-    client,
-    wire,
-    close: () => {
-      client.destroy();
-      wire.destroy();
-      server.close();
-    },
-  };
-}
 
 /** Two ends of one multiplexed connection over a loopback TCP pair (TLS adds nothing here). */
 async function connectedPair(): Promise<{
@@ -211,6 +195,31 @@ describe("mux channels", () => {
       ]);
     } finally {
       close(); // also when an assertion failed: open sockets would hold the test run
+    }
+  });
+
+  it("sends a write's slices in one socket write, its short tail riding with the last slice", async () => {
+    const { client, wire, close } = await tcpPair();
+    const received: Buffer[] = [];
+    wire.on("data", (chunk: Buffer) => received.push(chunk));
+    const dialer = new MuxConnection(client as TLSSocket);
+    try {
+      const channel = dialer.open();
+      await new Promise((r) => setTimeout(r, 20)); // the OPEN has gone; a new turn
+      const writes = recordWrites(client);
+      // A bulk read: more than one slice, and a few bytes over (a stream frame's header).
+      const tail = MUX_TAIL - 1;
+      channel.write(Buffer.alloc(MUX_SLICE + MUX_SLICE + tail, 1));
+      await new Promise((r) => setTimeout(r, 50));
+      const data: number[] = [];
+      const bytes = Buffer.concat(received);
+      for (let at = 0; at < bytes.length; at += MUX_HEADER + bytes.readUInt32BE(at + 5))
+        if (bytes[at] === MuxFrame.data) data.push(bytes.readUInt32BE(at + 5));
+      assert.deepEqual(data, [MUX_SLICE, MUX_SLICE + tail], "the tail went as a frame of its own");
+      // Records are cut from what one write holds: separate writes each end in a short record.
+      assert.deepEqual(writes, [2 * MUX_SLICE + tail + 2 * MUX_HEADER], "the slices left in separate writes");
+    } finally {
+      close();
     }
   });
 

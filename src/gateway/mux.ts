@@ -46,6 +46,8 @@ export const MAX_CHANNEL_WINDOW = 8 * 2 ** 20;
 export const MUX_WRITE_QUEUE = 64 * 1024;
 /** The most one channel sends before the connection turns to the next channel with bytes to send. */
 export const MUX_SLICE = 32 * 1024;
+/** What is left of a write after a slice: sent with that slice when shorter than this. */
+export const MUX_TAIL = 4 * 1024;
 
 /** The label of a channel opened without one (shared: a written buffer is only read). */
 const NO_LABEL = Buffer.alloc(0);
@@ -233,7 +235,12 @@ export class MuxChannel extends Duplex {
    * turn with its other channels); the write's callback runs once the last of it is sent.
    */
   sendSlice(max: number): void {
-    const n = Math.min(max, this.credit, this.pendingBytes);
+    // A short tail rides with the slice before it rather than in a frame (and a TLS record) of its own.
+    const n = Math.min(
+      this.pendingBytes - max < MUX_TAIL ? this.pendingBytes : max,
+      this.credit,
+      this.pendingBytes,
+    );
     if (n <= 0) return;
     const now: Buffer[] = [];
     for (let room = n; room > 0;) {
@@ -322,6 +329,8 @@ export class MuxConnection {
   /** A frame left this turn: later ones are corked until the turn ends. */
   private sentThisTurn = false;
   private corked = false;
+  /** A pump run's frames, written as one: none sent yet, or whether they lead the turn or join its cork. */
+  private batch: "none" | "unsent" | "alone" | "joined" = "none";
   private readonly reader = new MuxFrameReader((type, id, payload) => this.dispatch(type, id, payload));
   /** Closed once its last channel is gone (rotation: new streams go to a new connection). */
   private retired = false;
@@ -373,21 +382,42 @@ export class MuxConnection {
    * The first frame of an event-loop turn leaves at once; frames after it in the same turn share
    * one write to the TLS socket (and so its records) at the turn's end. A round trip's frame is
    * usually the only one in its turn and is not held; a burst of streams still shares writes.
+   * Inside a pump run (`batch`) the run's frames count as one: they share one write, so a bulk
+   * stream's slices fill whole TLS records instead of each ending in a short one.
    */
   send(header: Buffer, ...payload: Buffer[]): void {
     if (this.socket.destroyed) return;
-    const first = !this.sentThisTurn;
-    if (first) {
+    if (this.batch === "none") {
+      const alone = this.corkForWrite();
+      this.write(header, payload);
+      if (alone) this.socket.uncork();
+      return;
+    }
+    if (this.batch === "unsent") this.batch = this.corkForWrite() ? "alone" : "joined";
+    this.write(header, payload);
+  }
+
+  private write(header: Buffer, payload: Buffer[]): void {
+    this.socket.write(header);
+    for (const p of payload) if (p.length > 0) this.socket.write(p);
+  }
+
+  /**
+   * Corks the socket for a write. True if the write is the turn's first, which the caller uncorks
+   * as soon as it has written; otherwise it joins the cork held until the turn ends.
+   */
+  private corkForWrite(): boolean {
+    if (!this.sentThisTurn) {
       this.sentThisTurn = true;
       setImmediate(this.endTurn);
       this.socket.cork();
-    } else if (!this.corked) {
+      return true;
+    }
+    if (!this.corked) {
       this.corked = true;
       this.socket.cork();
     }
-    this.socket.write(header);
-    for (const p of payload) if (p.length > 0) this.socket.write(p);
-    if (first) this.socket.uncork();
+    return false;
   }
 
   private readonly endTurn = (): void => {
@@ -417,6 +447,7 @@ export class MuxConnection {
   private pump(): void {
     if (this.pumping || this.awaitingDrain) return;
     this.pumping = true;
+    this.batch = "unsent";
     try {
       while (this.ready.size > 0 && !this.socket.destroyed) {
         if (this.socket.writableLength >= MUX_WRITE_QUEUE) {
@@ -429,8 +460,15 @@ export class MuxConnection {
         if (channel!.sendable) this.ready.add(channel!);
       }
     } finally {
+      this.endBatch();
       this.pumping = false;
     }
+  }
+
+  /** Sends what a pump run wrote, unless it joined the turn's cork. */
+  private endBatch(): void {
+    if (this.batch === "alone") this.socket.uncork();
+    this.batch = "none";
   }
 
   private awaitDrain(): void {

@@ -115,13 +115,21 @@ describe("frames", () => {
           const wire = Buffer.concat([...chunks.map((c) => encodeData(Buffer.from(c))), FIN_FRAME, next]);
           const decoder = new FrameDecoder();
           const got: Buffer[] = [];
+          // Each piece names the size of the frame it is part of (the bridge corks by it).
+          let frame = 0;
+          let frameLeft = chunks[0]?.length ?? 0;
           let rest: Buffer | undefined;
           let offset = 0;
           for (let i = 0; offset < wire.length && rest === undefined; i++) {
             const size = cuts[i % cuts.length]!;
             for (const ev of decoder.push(wire.subarray(offset, offset + size))) {
               assert.notEqual(ev.type, "error");
-              if (ev.type === "data") got.push(Buffer.from(ev.bytes));
+              if (ev.type === "data") {
+                got.push(Buffer.from(ev.bytes));
+                assert.equal(ev.frame, chunks[frame]!.length);
+                frameLeft -= ev.bytes.length;
+                if (frameLeft === 0) frameLeft = chunks[++frame]?.length ?? 0;
+              }
               if (ev.type === "fin") rest = Buffer.concat([ev.rest, wire.subarray(offset + size)]);
             }
             offset += size;

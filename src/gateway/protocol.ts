@@ -205,7 +205,10 @@ export function encodeData(chunk: Buffer): Buffer {
 export const FIN_FRAME = Buffer.from([FrameType.fin, 0, 0, 0, 0]);
 
 export type FrameEvent =
-  { type: "data"; bytes: Buffer } | { type: "fin"; rest: Buffer } | { type: "error"; message: string };
+  /** `frame`: the payload length of the DATA frame `bytes` are part of. */
+  | { type: "data"; bytes: Buffer; frame: number }
+  | { type: "fin"; rest: Buffer }
+  | { type: "error"; message: string };
 
 /**
  * Incremental frame decoder. Payloads are forwarded as slices of the input as they arrive, never
@@ -216,6 +219,7 @@ export class FrameDecoder {
   private header = Buffer.alloc(FRAME_HEADER);
   private headerFill = 0;
   private remaining = 0;
+  private frameLength = 0;
   private finished = false;
 
   get done(): boolean {
@@ -229,7 +233,7 @@ export class FrameDecoder {
       if (this.finished) return [...events, { type: "error", message: "bytes after FIN before the reply" }];
       if (this.remaining > 0) {
         const take = Math.min(this.remaining, chunk.length - offset);
-        events.push({ type: "data", bytes: chunk.subarray(offset, offset + take) });
+        events.push({ type: "data", bytes: chunk.subarray(offset, offset + take), frame: this.frameLength });
         this.remaining -= take;
         offset += take;
         continue;
@@ -253,6 +257,7 @@ export class FrameDecoder {
       if (length === 0 || length > MAX_FRAME_PAYLOAD)
         return [...events, { type: "error", message: `bad frame length ${length}` }];
       this.remaining = length;
+      this.frameLength = length;
     }
     return events;
   }

@@ -332,7 +332,9 @@ export function bridge(
         if (ev.type === "error") return finish(false);
         if (ev.type === "data") {
           toPlain += ev.bytes.length;
-          if (ev.bytes.length >= BULK_CHUNK) plainCork.cork();
+          // The frame's size, not the piece's: a bulk frame's short tail (cut off by a TLS record's
+          // end) would otherwise cost a write of its own.
+          if (ev.frame >= BULK_CHUNK) plainCork.cork();
           plain.write(ev.bytes);
           if (plain.writableLength >= WRITE_BUFFER_LIMIT) tunnel.pause();
         } else {
