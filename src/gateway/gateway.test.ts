@@ -185,6 +185,13 @@ describe("data path", () => {
         left = await gauge("mux_channels");
       }
       assert.equal(left, 0, "channels still counted after their streams closed");
+      // Each connection's first probe is answered at once; the gauge follows on the probe tick.
+      let window = 0;
+      for (let i = 0; i < 100 && window < muxConnections * 64 * 1024; i++) {
+        await sleep(20);
+        window = await gauge("mux_in_flight_window_bytes");
+      }
+      assert.ok(window >= muxConnections * 64 * 1024, `in-flight window ${window} bytes`);
     } else {
       assert.ok(handshakes >= 40, `only ${handshakes} connections for 40 concurrent streams`);
       assert.equal(openChannels + muxConnections, 0, "no multiplexing, no channels");

@@ -124,6 +124,11 @@ export class GatewayMetrics {
     "Streams open as channels on the multiplexed connections to each peer gateway",
     ["cluster"] as const,
   );
+  readonly muxInFlightWindow = this.talliedGauge(
+    "meridian_gateway_mux_in_flight_window_bytes",
+    "Bytes the multiplexed connections to each peer gateway let travel before the peer has read them, as measured (summed over the connections; 0 for a peer that does not answer probes)",
+    ["cluster"] as const,
+  );
   readonly poolReuse = this.talliedCounter(
     "meridian_gateway_pool_acquisitions_total",
     "Connections taken for a stream: warm (idle, already authenticated) or new (handshake on demand)",

@@ -89,7 +89,7 @@ async function connectedPair(): Promise<{
   return { dialer, accepted, raw, close };
 }
 
-/** A dialing connection over a loopback pair, and every frame its peer's end reads ("type:channel:payload"). */
+/** A dialing connection over a loopback pair, and every channel frame its peer's end reads ("type:channel:payload"). */
 async function dialerWithFrameLog(): Promise<{
   client: net.Socket;
   dialer: MuxConnection;
@@ -98,9 +98,10 @@ async function dialerWithFrameLog(): Promise<{
 }> {
   const { client, wire, close } = await tcpPair();
   const frames: string[] = [];
-  const reader = new MuxFrameReader((type, channel, payload) =>
-    frames.push(`${type}:${channel}:${payload.toString()}`),
-  );
+  // Channel 0 is the connection's own (probes of what is in flight), not the channels'.
+  const reader = new MuxFrameReader((type, channel, payload) => {
+    if (channel !== 0) frames.push(`${type}:${channel}:${payload.toString()}`);
+  });
   wire.on("data", (chunk: Buffer) => reader.push(chunk));
   return { client, dialer: new MuxConnection(client as TLSSocket), frames, close };
 }
@@ -217,7 +218,13 @@ describe("mux channels", () => {
         if (bytes[at] === MuxFrame.data) data.push(bytes.readUInt32BE(at + 5));
       assert.deepEqual(data, [MUX_SLICE, MUX_SLICE + tail], "the tail went as a frame of its own");
       // Records are cut from what one write holds: separate writes each end in a short record.
-      assert.deepEqual(writes, [2 * MUX_SLICE + tail + 2 * MUX_HEADER], "the slices left in separate writes");
+      // Past the first 64 KiB a probe (channel 0) follows them, in the same write.
+      const probe = MUX_HEADER + 4;
+      assert.deepEqual(
+        writes,
+        [2 * MUX_SLICE + tail + 2 * MUX_HEADER + probe],
+        "the slices left in separate writes",
+      );
     } finally {
       close();
     }
@@ -292,6 +299,59 @@ describe("mux channels", () => {
       `${bulkBytesBeforePing} bytes of the long write went first`,
     );
     close();
+  });
+
+  it("keeps what its peer has not read within the window the peer's answers measure", async () => {
+    const { dialer, accepted, raw, close } = await connectedPair();
+    try {
+      const first = dialer.open();
+      first.write(Buffer.alloc(256 * 1024));
+      const firstEnd = await accepted;
+      firstEnd.resume();
+      await new Promise((r) => setTimeout(r, 100)); // read, and its probes answered
+      const limit = dialer.inFlightLimit;
+      assert.ok(Number.isFinite(limit), "a peer that answers probes holds the connection to a window");
+      // The kernel's buffers on loopback take megabytes from a sender whose reader has stopped.
+      assert.ok(limit < 2 ** 20, `window ${limit}`);
+      const client = dialer.socket;
+      const inKernelBefore = client.bytesWritten - client.writableLength;
+      raw.pause();
+      const uploads = Array.from({ length: 16 }, () => dialer.open());
+      for (const u of uploads) u.write(Buffer.alloc(INITIAL_CHANNEL_WINDOW));
+      await new Promise((r) => setTimeout(r, 300));
+      const gone = client.bytesWritten - client.writableLength - inKernelBefore;
+      assert.ok(gone <= limit + MUX_SLICE + 4096, `${gone} bytes left for a peer that read none of them`);
+      assert.ok(dialer.backedUp, "channels wait for the peer's answer");
+      raw.resume();
+      await new Promise((r) => setTimeout(r, 300));
+      const goneAfter = client.bytesWritten - client.writableLength - inKernelBefore;
+      assert.ok(goneAfter >= 16 * INITIAL_CHANNEL_WINDOW, `${goneAfter} bytes sent once the peer read again`);
+      assert.equal(dialer.backedUp, false);
+    } finally {
+      close();
+    }
+  });
+
+  it("never holds back a peer that does not answer probes (a gateway from before them)", async () => {
+    const { client, wire, close } = await tcpPair();
+    try {
+      let probes = 0;
+      let data = 0;
+      const reader = new MuxFrameReader((type, channel, payload) => {
+        if (channel === 0 && type === MuxFrame.probe) probes++;
+        if (type === MuxFrame.data) data += payload.length;
+      });
+      wire.on("data", (chunk: Buffer) => reader.push(chunk));
+      const dialer = new MuxConnection(client as TLSSocket);
+      for (const u of Array.from({ length: 16 }, () => dialer.open()))
+        u.write(Buffer.alloc(INITIAL_CHANNEL_WINDOW));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(data, 16 * INITIAL_CHANNEL_WINDOW, "every byte the channels had credit for");
+      assert.equal(dialer.inFlightLimit, Infinity);
+      assert.ok(probes <= 8, `${probes} probes to a peer that answered none`);
+    } finally {
+      close();
+    }
   });
 
   it("places a new channel on the connection with the fewest channels, unless it is backed up", async () => {

@@ -21,10 +21,16 @@
  *   channel. The receiver doubles a channel's window with each hand-back while its reader keeps
  *   up (up to `MAX_CHANNEL_WINDOW`): a bulk stream needs megabytes in flight (a fixed 256 KiB held
  *   a loopback iperf3 stream to half of HAProxy's rate; 4 MiB matched it), and a stalled reader's
- *   channel stays small, so what slow clients can make a gateway hold stays bounded.
+ *   channel stays small, so what slow clients can make a gateway hold stays bounded;
+ * - PROBE and ANSWER (channel 0, a 4-byte tag) bound the connection's bytes in flight: the
+ *   receiver answers each probe as it reads it, and the sender keeps what the peer has not yet
+ *   read within a window measured from the answers (`DeliveryWindow`), so bulk transfers cannot
+ *   fill the kernel's send buffer ahead of every other channel's frames.
  */
 import { Duplex } from "node:stream";
+import { performance } from "node:perf_hooks";
 import type { TLSSocket } from "node:tls";
+import { DeliveryWindow } from "./mux-window.js";
 
 export const MUX_ALPN = "meridian-mux/1";
 /**
@@ -32,7 +38,16 @@ export const MUX_ALPN = "meridian-mux/1";
  * one, so one lossy TCP connection does not hold up every stream to that peer.
  */
 export const DEFAULT_MULTIPLEX_CONNECTIONS = 2;
-export const MuxFrame = { open: 1, data: 2, fin: 3, release: 4, close: 5, window: 6 } as const;
+export const MuxFrame = {
+  open: 1,
+  data: 2,
+  fin: 3,
+  release: 4,
+  close: 5,
+  window: 6,
+  probe: 7,
+  answer: 8,
+} as const;
 export type MuxFrameType = (typeof MuxFrame)[keyof typeof MuxFrame];
 export const MUX_HEADER = 9;
 export const INITIAL_CHANNEL_WINDOW = 256 * 1024;
@@ -325,6 +340,11 @@ export class MuxConnection {
   private readonly ready = new Set<MuxChannel>();
   private pumping = false;
   private awaitingDrain = false;
+  /** Bytes written to the socket since the connection began. */
+  private sent = 0;
+  private readonly inFlight = new DeliveryWindow(performance.now());
+  /** The peer has not yet read enough of what was sent: channels wait for a probe's answer. */
+  private awaitingAnswer = false;
   private nextId = 1;
   /** A frame left this turn: later ones are corked until the turn ends. */
   private sentThisTurn = false;
@@ -345,6 +365,8 @@ export class MuxConnection {
       for (const channel of [...this.channels.values()]) channel.cut();
       this.channels.clear();
     });
+    // Its answer, back before any bulk has queued, gives the path's own round trip (and says the peer answers).
+    this.sendProbe();
   }
 
   /** Open channels. */
@@ -354,7 +376,12 @@ export class MuxConnection {
 
   /** Has more to send than its socket takes now: channels wait for the socket to drain. */
   get backedUp(): boolean {
-    return this.awaitingDrain;
+    return this.awaitingDrain || this.awaitingAnswer;
+  }
+
+  /** Bytes the connection lets travel toward the peer before it has read them. */
+  get inFlightLimit(): number {
+    return this.inFlight.limit;
   }
 
   /** Takes new channels: open and not retired. */
@@ -399,7 +426,12 @@ export class MuxConnection {
 
   private write(header: Buffer, payload: Buffer[]): void {
     this.socket.write(header);
-    for (const p of payload) if (p.length > 0) this.socket.write(p);
+    this.sent += header.length;
+    for (const p of payload)
+      if (p.length > 0) {
+        this.socket.write(p);
+        this.sent += p.length;
+      }
   }
 
   /**
@@ -445,7 +477,7 @@ export class MuxConnection {
    * channel's, not behind everything the others have credit for.
    */
   private pump(): void {
-    if (this.pumping || this.awaitingDrain) return;
+    if (this.pumping || this.awaitingDrain || this.awaitingAnswer) return;
     this.pumping = true;
     this.batch = "unsent";
     try {
@@ -454,14 +486,43 @@ export class MuxConnection {
           this.awaitDrain();
           return;
         }
+        if (this.inFlight.full(this.sent)) {
+          this.awaitingAnswer = true;
+          return;
+        }
         const [channel] = this.ready as Iterable<MuxChannel>;
         this.ready.delete(channel!);
         channel!.sendSlice(MUX_SLICE);
         if (channel!.sendable) this.ready.add(channel!);
+        if (this.inFlight.probeDue(this.sent)) this.sendProbe();
       }
     } finally {
+      if (this.inFlight.probeDue(this.sent)) this.sendProbe();
       this.endBatch();
       this.pumping = false;
+    }
+  }
+
+  /** A probe after what the connection has sent so far (riding in the pump run's write). */
+  private sendProbe(): void {
+    const tag = this.inFlight.probe(this.sent + MUX_HEADER + 4, performance.now());
+    const payload = Buffer.allocUnsafe(4);
+    payload.writeUInt32BE(tag, 0);
+    this.send(muxHeader(MuxFrame.probe, 0, 4), payload);
+  }
+
+  /** A frame on channel 0, the connection's own. */
+  private connectionFrame(type: number, payload: Buffer): void {
+    if (payload.length !== 4) return;
+    if (type === MuxFrame.probe) this.send(muxHeader(MuxFrame.answer, 0, 4), payload);
+    else if (
+      type === MuxFrame.answer &&
+      this.inFlight.answer(payload.readUInt32BE(0), performance.now()) &&
+      this.awaitingAnswer &&
+      !this.inFlight.full(this.sent)
+    ) {
+      this.awaitingAnswer = false;
+      this.pump();
     }
   }
 
@@ -483,6 +544,10 @@ export class MuxConnection {
   }
 
   private dispatch(type: number, id: number, payload: Buffer): void {
+    if (id === 0) {
+      this.connectionFrame(type, payload);
+      return;
+    }
     if (type === MuxFrame.open) {
       if (!this.onChannel || this.channels.has(id)) {
         this.send(muxHeader(MuxFrame.close, id, 0));

@@ -227,10 +227,14 @@ export class PeerConnector {
     }
   }
 
-  /** Closes idle connections past their TTL (called on the probe tick). */
+  /**
+   * Closes idle connections past their TTL (called on the probe tick), and refreshes the gauges:
+   * the multiplexed connections' windows move with every answer to their probes.
+   */
   expire(): void {
     const now = this.clock();
     for (const entry of [...this.idle]) if (now - entry.since > this.options.idleTtlMs) entry.onGone();
+    this.updateGauge();
   }
 
   /**
@@ -253,6 +257,10 @@ export class PeerConnector {
     const cluster = { cluster: this.peer.clusterId };
     this.metrics.poolIdle.set(cluster, this.idle.length);
     this.metrics.muxConnections.set(cluster, this.muxed.length);
+    let window = 0;
+    for (const connection of this.muxed)
+      if (Number.isFinite(connection.inFlightLimit)) window += connection.inFlightLimit;
+    this.metrics.muxInFlightWindow.set(cluster, window);
   }
 
   /**

@@ -103,9 +103,10 @@ export interface MemberNetworkSpec {
 
 /**
  * Unsent bytes a TCP socket of the member's node network (where its gateway runs) may leave in the
- * kernel before it stops taking more. Linux lets a send buffer grow to several MiB; a multiplexed
- * connection's unsent bytes then wait there, in arrival order, instead of in the gateway, which
- * takes its channels in turn (measured by bench/gateway-hol.ts).
+ * kernel before it stops taking more. Linux lets a send buffer grow to several MiB, where a
+ * multiplexed connection's bytes would wait in arrival order; since the gateway keeps its bytes in
+ * flight to a measured window (ADR 8) this only trims what the kernel holds, the same setting the
+ * chart offers real clusters (bench/gateway-hol.ts measures both).
  */
 export const GATEWAY_NOTSENT_LOWAT = 16 * 1024;
 
