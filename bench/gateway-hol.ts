@@ -22,7 +22,7 @@
  *   node --import tsx bench/gateway-hol.ts [--rate 100] [--bdp 256] [--bulk 4] [--seconds 5]
  *                                          [--modes 0,1,2]
  *
- * Writes bench/results/gateway-hol.json.
+ * Writes bench/results/gateway-hol.json (at the default rate; gateway-hol-<rate>mbit.json at others).
  */
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -215,7 +215,8 @@ if (values.child) {
   } finally {
     execFileSync("ip", ["netns", "delete", namespace]);
   }
-  const out = path.join(path.dirname(fileURLToPath(import.meta.url)), "results", "gateway-hol.json");
+  const name = values.rate === "100" ? "gateway-hol.json" : `gateway-hol-${values.rate}mbit.json`;
+  const out = path.join(path.dirname(fileURLToPath(import.meta.url)), "results", name);
   writeFileSync(
     out,
     `${JSON.stringify(
