@@ -374,7 +374,10 @@ export class MuxConnection {
     return this.channels.size;
   }
 
-  /** Has more to send than its socket takes now: channels wait for the socket to drain. */
+  /**
+   * Has more to send than it sends now: channels wait for the socket to drain, or for the peer to
+   * answer a probe (its window is full).
+   */
   get backedUp(): boolean {
     return this.awaitingDrain || this.awaitingAnswer;
   }
