@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DeliveryWindow, FIRST_PROBES_EVERY, IN_FLIGHT_FLOOR_MS, MIN_IN_FLIGHT } from "./mux-window.js";
+import { DeliveryWindow, IN_FLIGHT_FLOOR_MS, MIN_IN_FLIGHT } from "./mux-window.js";
 
 const SEND_BUFFER = 4 * 2 ** 20;
 
@@ -46,34 +46,39 @@ function simulate(
 }
 
 describe("the delivery window", () => {
-  it("holds a connection to no bound until its peer answers a probe", () => {
+  it("holds a new connection to its least window until the peer answers its first probe", () => {
     const window = new DeliveryWindow(0);
-    assert.equal(window.full(100 * 2 ** 20), false);
-    assert.equal(window.probeDue(FIRST_PROBES_EVERY - 1), false);
-    assert.equal(window.probeDue(FIRST_PROBES_EVERY), true);
-    const tag = window.probe(FIRST_PROBES_EVERY, 1);
+    const tag = window.probe(13, 0);
+    assert.equal(window.limit, MIN_IN_FLIGHT);
+    assert.ok(window.full(13 + MIN_IN_FLIGHT - 1));
     assert.equal(window.answer(tag + 1, 2), false, "an answer to no probe changes nothing");
-    assert.equal(window.limit, Infinity);
     assert.equal(window.answer(tag, 2), true);
-    assert.ok(Number.isFinite(window.limit) && window.limit >= MIN_IN_FLIGHT, `limit ${window.limit}`);
+    assert.equal(window.full(13 + MIN_IN_FLIGHT - 1), false, "the window counts from what the peer has read");
+    assert.ok(window.limit >= MIN_IN_FLIGHT, `limit ${window.limit}`);
   });
 
-  it("stops probing a peer that never answers, and never holds it back", () => {
+  it("holds back a silent peer no more, and stops probing it", () => {
     const window = new DeliveryWindow(0);
-    let probes = 0;
-    for (let sent = 0; sent < 64 * 2 ** 20; sent += 32 * 1024)
-      if (window.probeDue(sent)) {
-        window.probe(sent, sent / 1000);
-        probes++;
-      }
-    assert.equal(probes, 8);
+    window.probe(13, 0);
+    window.peerSilent();
+    assert.equal(window.limit, Infinity);
     assert.equal(window.full(2 ** 40), false);
+    assert.equal(window.probeDue(64 * 2 ** 20), false);
+  });
+
+  it("takes a peer that answers late after all", () => {
+    const window = new DeliveryWindow(0);
+    const tag = window.probe(13, 0);
+    window.peerSilent();
+    assert.equal(window.answer(tag, 1_500), true);
+    assert.ok(Number.isFinite(window.limit), `limit ${window.limit}`);
+    assert.ok(window.probeDue(13 + window.limit), "probed again");
   });
 
   it("probes at the end of a full window, so an answer always comes to open it", () => {
     const window = new DeliveryWindow(0);
-    window.answer(window.probe(FIRST_PROBES_EVERY, 0), 1);
-    const sent = FIRST_PROBES_EVERY + window.limit;
+    window.answer(window.probe(13, 0), 1);
+    const sent = 13 + window.limit;
     assert.ok(window.full(sent));
     assert.ok(window.probeDue(sent), "a full window without a probe at its end would never open");
     window.answer(window.probe(sent, 2), 3);

@@ -14,18 +14,18 @@
  * 400 MB/s makes 80 KB) a window of only twice the product would need thousands of probes and
  * answers a second, each a TLS record, while a few milliseconds of queue cost a request little.
  *
- * A peer that does not answer probes (a gateway from before them drops frames for channel 0) is
- * never held to a window; the sender stops probing it after a few unanswered probes.
+ * Until the peer answers its first probe a connection keeps to the least window, so that neither
+ * side's opening burst sits in front of the other's first answer and passes for the path's round
+ * trip. A peer found silent (a gateway from before probes drops frames for channel 0, so it never
+ * answers) is held to no window and probed no more.
  */
 
 /** The window never falls below this much data at the delivery rate. */
 export const IN_FLIGHT_FLOOR_MS = 4;
 /** Nor below this many bytes (a connection with no measured rate yet, or an idle one). */
 export const MIN_IN_FLIGHT = 64 * 1024;
-/** Bytes between probes while the peer has not yet shown that it answers. */
-export const FIRST_PROBES_EVERY = 64 * 1024;
-/** Probes left unanswered, with none ever answered, after which the peer is taken not to answer. */
-const UNANSWERED_PROBES_LIMIT = 8;
+/** How long a connection waits for the answer to its first probe before taking the peer to be silent. */
+export const FIRST_ANSWER_WAIT_MS = 1_000;
 /** A probe sent with no more than this in flight measures the path's own round trip. */
 const CLEAN_IN_FLIGHT = MIN_IN_FLIGHT + 64 * 1024;
 const WINDOW_GAIN = 2;
@@ -49,12 +49,13 @@ export class DeliveryWindow {
   /** Bytes the peer has confirmed reading. */
   private delivered = 0;
   private deliveredTime: number;
-  /** Bytes allowed in flight; unbounded until the peer answers a probe. */
-  private bound = Infinity;
+  /** Bytes allowed in flight: the least until the peer answers, unbounded if it never does. */
+  private bound = MIN_IN_FLIGHT;
   private readonly probes: Probe[] = [];
   private nextTag = 0;
   private lastProbeOffset = 0;
   private answered = false;
+  private silent = false;
   private minRtt = Infinity;
   private minRttTime = 0;
   /**
@@ -82,12 +83,16 @@ export class DeliveryWindow {
 
   /** Whether a probe should follow the bytes sent so far. */
   probeDue(sent: number): boolean {
-    if (!this.answered && this.probes.length >= UNANSWERED_PROBES_LIMIT) return false;
-    if (sent <= this.lastProbeOffset) return false;
+    if (this.silent || sent <= this.lastProbeOffset) return false;
     // A full window needs a probe at its end, or no answer would ever open it again.
-    if (this.full(sent)) return true;
-    const every = this.answered ? this.bound / 2 : FIRST_PROBES_EVERY;
-    return sent - this.lastProbeOffset >= every;
+    return this.full(sent) || sent - this.lastProbeOffset >= this.bound / 2;
+  }
+
+  /** No answer came in time for the first probe: the peer does not answer, and is not held back. */
+  peerSilent(): void {
+    if (this.answered) return;
+    this.silent = true;
+    this.bound = Infinity;
   }
 
   /** A probe is about to go out, `offset` bytes into the stream (itself included): its tag. */
@@ -113,6 +118,7 @@ export class DeliveryWindow {
     const probe = this.probes[at]!;
     this.probes.splice(0, at + 1);
     this.answered = true;
+    this.silent = false;
     this.delivered = Math.max(this.delivered, probe.offset);
     this.deliveredTime = now;
     const rtt = now - probe.sentAt;

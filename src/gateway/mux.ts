@@ -30,7 +30,7 @@
 import { Duplex } from "node:stream";
 import { performance } from "node:perf_hooks";
 import type { TLSSocket } from "node:tls";
-import { DeliveryWindow } from "./mux-window.js";
+import { DeliveryWindow, FIRST_ANSWER_WAIT_MS } from "./mux-window.js";
 
 export const MUX_ALPN = "meridian-mux/1";
 /**
@@ -361,7 +361,13 @@ export class MuxConnection {
   ) {
     socket.on("data", (chunk: Buffer) => this.reader.push(chunk));
     socket.on("error", () => socket.destroy());
+    const silence = setTimeout(() => {
+      this.inFlight.peerSilent();
+      this.reopen();
+    }, FIRST_ANSWER_WAIT_MS);
+    silence.unref();
     socket.on("close", () => {
+      clearTimeout(silence);
       for (const channel of [...this.channels.values()]) channel.cut();
       this.channels.clear();
     });
@@ -518,15 +524,15 @@ export class MuxConnection {
   private connectionFrame(type: number, payload: Buffer): void {
     if (payload.length !== 4) return;
     if (type === MuxFrame.probe) this.send(muxHeader(MuxFrame.answer, 0, 4), payload);
-    else if (
-      type === MuxFrame.answer &&
-      this.inFlight.answer(payload.readUInt32BE(0), performance.now()) &&
-      this.awaitingAnswer &&
-      !this.inFlight.full(this.sent)
-    ) {
-      this.awaitingAnswer = false;
-      this.pump();
-    }
+    else if (type === MuxFrame.answer && this.inFlight.answer(payload.readUInt32BE(0), performance.now()))
+      this.reopen();
+  }
+
+  /** The window may have room again: channels waiting for it go on. */
+  private reopen(): void {
+    if (!this.awaitingAnswer || this.inFlight.full(this.sent)) return;
+    this.awaitingAnswer = false;
+    this.pump();
   }
 
   /** Sends what a pump run wrote, unless it joined the turn's cork. */
