@@ -14,6 +14,7 @@ import { exchange, makeClusterset, startBackend, startGateway } from "./fixtures
 import type { RoutingTable } from "./routes.js";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "./trust.js";
 import { FileIdentity } from "./identity.js";
+import { MIN_IN_FLIGHT } from "./mux-window.js";
 import { encodeOpen, FIN_FRAME, FrameDecoder, ReplyStatus } from "./protocol.js";
 
 const cs = makeClusterset();
@@ -187,11 +188,11 @@ describe("data path", () => {
       assert.equal(left, 0, "channels still counted after their streams closed");
       // Each connection's first probe is answered at once; the gauge follows on the probe tick.
       let window = 0;
-      for (let i = 0; i < 100 && window < muxConnections * 64 * 1024; i++) {
+      for (let i = 0; i < 100 && window < muxConnections * MIN_IN_FLIGHT; i++) {
         await sleep(20);
         window = await gauge("mux_in_flight_window_bytes");
       }
-      assert.ok(window >= muxConnections * 64 * 1024, `in-flight window ${window} bytes`);
+      assert.ok(window >= muxConnections * MIN_IN_FLIGHT, `in-flight window ${window} bytes`);
     } else {
       assert.ok(handshakes >= 40, `only ${handshakes} connections for 40 concurrent streams`);
       assert.equal(openChannels + muxConnections, 0, "no multiplexing, no channels");

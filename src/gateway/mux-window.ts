@@ -55,7 +55,6 @@ export class DeliveryWindow {
   private nextTag = 0;
   private lastProbeOffset = 0;
   private answered = false;
-  private silent = false;
   private minRtt = Infinity;
   private minRttTime = 0;
   /**
@@ -83,16 +82,15 @@ export class DeliveryWindow {
 
   /** Whether a probe should follow the bytes sent so far. */
   probeDue(sent: number): boolean {
-    if (this.silent || sent <= this.lastProbeOffset) return false;
+    // An unbounded window is a silent peer's: nothing to measure.
+    if (this.bound === Infinity || sent <= this.lastProbeOffset) return false;
     // A full window needs a probe at its end, or no answer would ever open it again.
     return this.full(sent) || sent - this.lastProbeOffset >= this.bound / 2;
   }
 
   /** No answer came in time for the first probe: the peer does not answer, and is not held back. */
   peerSilent(): void {
-    if (this.answered) return;
-    this.silent = true;
-    this.bound = Infinity;
+    if (!this.answered) this.bound = Infinity;
   }
 
   /** A probe is about to go out, `offset` bytes into the stream (itself included): its tag. */
@@ -118,7 +116,6 @@ export class DeliveryWindow {
     const probe = this.probes[at]!;
     this.probes.splice(0, at + 1);
     this.answered = true;
-    this.silent = false;
     this.delivered = Math.max(this.delivered, probe.offset);
     this.deliveredTime = now;
     const rtt = now - probe.sentAt;
@@ -132,11 +129,7 @@ export class DeliveryWindow {
     const maxRate = this.rates[0]?.rate ?? 0;
     this.bound = this.drainingForRtt
       ? MIN_IN_FLIGHT
-      : Math.max(
-          MIN_IN_FLIGHT,
-          WINDOW_GAIN * maxRate * Math.max(this.minRtt, 0),
-          maxRate * IN_FLIGHT_FLOOR_MS,
-        );
+      : Math.max(MIN_IN_FLIGHT, WINDOW_GAIN * maxRate * this.minRtt, maxRate * IN_FLIGHT_FLOOR_MS);
     return true;
   }
 
