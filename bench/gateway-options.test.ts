@@ -14,7 +14,7 @@ describe("bench/gateway.ts flags", () => {
     assert.equal(o.muxRelayConnections, 0);
     assert.equal(o.multiplex, undefined);
     assert.equal(o.only, undefined);
-    assert.deepEqual([...o.phases], ["throughput", "connections", "latency", "memory"]);
+    assert.deepEqual([...o.phases], ["throughput", "download", "connections", "latency", "memory"]);
   });
 
   it("takes the iteration flags", () => {

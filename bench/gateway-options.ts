@@ -5,7 +5,7 @@
  */
 import { parseArgs } from "node:util";
 
-export const PHASE_NAMES = ["throughput", "connections", "latency", "memory"] as const;
+export const PHASE_NAMES = ["throughput", "download", "connections", "latency", "memory"] as const;
 export type Phase = (typeof PHASE_NAMES)[number];
 
 export interface GatewayBenchOptions {

@@ -23,18 +23,21 @@ function rssKiB(pid: number): number {
 }
 
 /**
- * One stream's bulk rate in MB/s. `startServer` starts a one-off iperf3 server for this run (a
- * long-lived one can be upset by a half-open probe connection); without it one must be listening.
+ * One stream's bulk rate in MB/s: from the client to the backend, or with `download` from the
+ * backend to the client (iperf3's `-R`). `startServer` starts a one-off iperf3 server for this run
+ * (a long-lived one can be upset by a half-open probe connection); without it one must be listening.
  */
 export async function throughput(
   host: string,
   port: number,
   seconds: number,
   startServer?: () => ChildProcess,
+  download = false,
 ): Promise<number> {
   const server = startServer?.();
   await sleep(400);
-  const out = execFileSync("iperf3", ["-c", host, "-p", String(port), "-t", String(seconds), "-J"], {
+  const args = ["-c", host, "-p", String(port), "-t", String(seconds), "-J", ...(download ? ["-R"] : [])];
+  const out = execFileSync("iperf3", args, {
     encoding: "utf8",
     timeout: (seconds + 20) * 1000,
   });

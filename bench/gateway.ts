@@ -12,7 +12,8 @@
  * numbers are lower than on separate machines; the ratios are the point. Both systems and the
  * direct baseline run side by side, and every phase runs in rounds in which each takes its turn
  * (order rotated per round), so drift on a shared machine lands on all of them. Phases: bulk
- * throughput (iperf3, one stream; median of rounds), new connections per second (wrk,
+ * throughput both ways (iperf3, one stream, client to backend and with `-R` backend to client;
+ * median of rounds), new connections per second (wrk,
  * `Connection: close`, so every request is a new client connection; median of rounds), added
  * latency (sockperf ping-pong of 64-byte messages on an open connection, every observation of
  * every round pooled before taking p50/p99/p99.9; and connect+echo+close), and memory per 10k
@@ -28,7 +29,7 @@
  *
  * `--only meridian` (or `haproxy`) measures one system and the direct baseline, for iterating;
  * such a run does not write the results file; with it, `--phases throughput,connections` picks
- * phases (throughput, connections, latency, memory). `--haproxy-threads N` sets HAProxy's
+ * phases (throughput, download, connections, latency, memory). `--haproxy-threads N` sets HAProxy's
  * nbthread (default: one thread per core). `--profile DIR` runs the Meridian gateways (and the
  * relay pairs) with `--cpu-prof` and leaves their profiles in DIR. `--gateway-node-flags "..."` replaces the V8 flags
  * the gateways run with (GATEWAY_NODE_FLAGS; `""` for none), for A/B runs of the runtime's settings.
@@ -373,11 +374,19 @@ interface System {
   pids: number[];
 }
 
+/** One direction's bulk rounds: their rates, and the proxies' CPU over the bytes moved. */
+interface BulkTally {
+  mbps: number[];
+  cpuSeconds: number;
+  megabytes: number;
+}
+
 /** What the phases measure of one system, summed or pooled over the rounds. */
 interface Tally {
-  mbps: number[];
-  throughputCpuSeconds: number;
-  megabytes: number;
+  /** Client to backend. */
+  upload: BulkTally;
+  /** Backend to client (iperf3 -R): a service's answers, the usual heavy direction. */
+  download: BulkTally;
   connRates: number[];
   connCpuSeconds: number;
   connections: number;
@@ -405,9 +414,8 @@ async function measureInterleaved(systems: System[]): Promise<Measured> {
       systems.map((s) => [
         s.name,
         {
-          mbps: [],
-          throughputCpuSeconds: 0,
-          megabytes: 0,
+          upload: { mbps: [], cpuSeconds: 0, megabytes: 0 },
+          download: { mbps: [], cpuSeconds: 0, megabytes: 0 },
           connRates: [],
           connCpuSeconds: 0,
           connections: 0,
@@ -433,26 +441,8 @@ async function measureInterleaved(systems: System[]): Promise<Measured> {
           ? `warm-up ${turn + 1}/${WARMUP_ROUNDS} ${s.name}: `
           : `round ${round + 1}/${ROUNDS} ${s.name}: `,
       );
-      if (PHASES.has("throughput")) {
-        const before = s.pids.map(cpuSeconds);
-        const mbps = await throughput(
-          s.host,
-          s.entry.iperf,
-          SECONDS,
-          // On the clusterset the backend pod restarts its own one-off server after every test.
-          TOPOLOGY ? undefined : () => start("iperf3", ["-s", "-1", "-p", String(iperfPort)]),
-        );
-        // Each process's share too (A first): which side a slow round's extra CPU went to.
-        const spentEach = s.pids.map((p, i) => cpuSeconds(p) - before[i]!);
-        const spent = spentEach.reduce((sum, x) => sum + x, 0);
-        t.throughputCpuSeconds += spent;
-        t.megabytes += mbps * SECONDS;
-        t.mbps.push(mbps);
-        const gigabytes = (mbps * SECONDS) / 1000;
-        const each = spentEach.map((x) => (x / gigabytes).toFixed(2)).join(" + ");
-        const perGB = s.pids.length > 0 ? ` (${(spent / gigabytes).toFixed(2)} CPU s/GB: ${each})` : "";
-        process.stderr.write(`${mbps.toFixed(0)} MB/s${perGB}; `);
-      }
+      if (PHASES.has("throughput")) await bulkRound(s, t.upload, false);
+      if (PHASES.has("download")) await bulkRound(s, t.download, true);
       // The direct path only gives scale, and at its rate (~30k connections a round) it would fill
       // the ephemeral port range with TIME_WAIT sockets for the other systems' turns.
       if (PHASES.has("connections") && (s.pids.length > 0 || round === 0)) {
@@ -478,6 +468,29 @@ async function measureInterleaved(systems: System[]): Promise<Measured> {
   return { measured, cold };
 }
 
+/** One bulk round of `s` in one direction, tallied into `bulk` and shown on stderr. */
+async function bulkRound(s: System, bulk: BulkTally, download: boolean): Promise<void> {
+  const before = s.pids.map(cpuSeconds);
+  const mbps = await throughput(
+    s.host,
+    s.entry.iperf,
+    SECONDS,
+    // On the clusterset the backend pod restarts its own one-off server after every test.
+    TOPOLOGY ? undefined : () => start("iperf3", ["-s", "-1", "-p", String(iperfPort)]),
+    download,
+  );
+  // Each process's share too (A first): which side a slow round's extra CPU went to.
+  const spentEach = s.pids.map((p, i) => cpuSeconds(p) - before[i]!);
+  const spent = spentEach.reduce((sum, x) => sum + x, 0);
+  bulk.cpuSeconds += spent;
+  bulk.megabytes += mbps * SECONDS;
+  bulk.mbps.push(mbps);
+  const gigabytes = (mbps * SECONDS) / 1000;
+  const each = spentEach.map((x) => (x / gigabytes).toFixed(2)).join(" + ");
+  const perGB = s.pids.length > 0 ? ` (${(spent / gigabytes).toFixed(2)} CPU s/GB: ${each})` : "";
+  process.stderr.write(`${download ? "down " : ""}${mbps.toFixed(0)} MB/s${perGB}; `);
+}
+
 interface IdleMemoryFields {
   idleMemoryMiBPer10k?: number;
   idleMemoryNotMeasured?: string;
@@ -501,6 +514,8 @@ function costRatios(x: ReturnType<typeof summarize> & { idleMemoryMiBPer10k?: nu
   return {
     throughput: ratio(x.throughputMBps, y.throughputMBps),
     cpuPerGB: ratio(x.proxyCpuSecondsPerGB, y.proxyCpuSecondsPerGB),
+    download: ratio(x.downloadMBps, y.downloadMBps),
+    cpuPerGBDownload: ratio(x.proxyCpuSecondsPerGBDownload, y.proxyCpuSecondsPerGBDownload),
     connectionsPerSecond: ratio(x.connectionsPerSecond, y.connectionsPerSecond),
     cpuPerConnection: ratio(x.proxyCpuMicrosecondsPerConnection, y.proxyCpuMicrosecondsPerConnection),
     cpuPerRoundTrip: ratio(x.proxyCpuMicrosecondsPerRoundTrip, y.proxyCpuMicrosecondsPerRoundTrip),
@@ -512,7 +527,7 @@ function costRatios(x: ReturnType<typeof summarize> & { idleMemoryMiBPer10k?: nu
 
 type WarmupSummary = Pick<
   ReturnType<typeof summarize>,
-  "throughputMBpsPerRound" | "connectionsPerSecondPerRound" | "rttMs"
+  "throughputMBpsPerRound" | "downloadMBpsPerRound" | "connectionsPerSecondPerRound" | "rttMs"
 >;
 
 /** Meridian against HAProxy in the warm-up rounds: what a fresh gateway does. */
@@ -521,19 +536,24 @@ function coldRatios(m: WarmupSummary, h: WarmupSummary) {
     a.length > 0 && b.length > 0 ? +(median(a) / median(b)).toFixed(2) : 0;
   return {
     throughput: ratio(m.throughputMBpsPerRound, h.throughputMBpsPerRound),
+    download: ratio(m.downloadMBpsPerRound, h.downloadMBpsPerRound),
     connectionsPerSecond: ratio(m.connectionsPerSecondPerRound, h.connectionsPerSecondPerRound),
     rttP99: h.rttMs.p99 > 0 ? +(m.rttMs.p99 / h.rttMs.p99).toFixed(2) : 0,
   };
 }
 
+const bulkRate = (b: BulkTally): number => (b.mbps.length > 0 ? Math.round(median(b.mbps)) : 0);
+const cpuPerGB = (b: BulkTally): number => +(b.cpuSeconds / (b.megabytes / 1000)).toFixed(2);
+
 function summarize(t: Tally, proxied: boolean) {
   const latency = t.rtt.length > 0;
   return {
-    throughputMBps: t.mbps.length > 0 ? Math.round(median(t.mbps)) : 0,
-    throughputMBpsPerRound: t.mbps.map(Math.round),
-    ...(proxied && t.megabytes > 0
-      ? { proxyCpuSecondsPerGB: +(t.throughputCpuSeconds / (t.megabytes / 1000)).toFixed(2) }
-      : {}),
+    throughputMBps: bulkRate(t.upload),
+    throughputMBpsPerRound: t.upload.mbps.map(Math.round),
+    ...(proxied && t.upload.megabytes > 0 ? { proxyCpuSecondsPerGB: cpuPerGB(t.upload) } : {}),
+    downloadMBps: bulkRate(t.download),
+    downloadMBpsPerRound: t.download.mbps.map(Math.round),
+    ...(proxied && t.download.megabytes > 0 ? { proxyCpuSecondsPerGBDownload: cpuPerGB(t.download) } : {}),
     connectionsPerSecond: t.connRates.length > 0 ? Math.round(median(t.connRates)) : 0,
     connectionsPerSecondPerRound: t.connRates.map(Math.round),
     ...(proxied && t.connections > 0
@@ -687,6 +707,7 @@ try {
         ? {
             warmupRounds: {
               throughputMBpsPerRound: warmup.throughputMBpsPerRound,
+              downloadMBpsPerRound: warmup.downloadMBpsPerRound,
               connectionsPerSecondPerRound: warmup.connectionsPerSecondPerRound,
               rttMs: warmup.rttMs,
             },
@@ -775,6 +796,7 @@ try {
     },
     ratios: {
       throughput: +(meridian.throughputMBps / haproxy.throughputMBps).toFixed(2),
+      download: costRatios(meridian, haproxy).download,
       connectionsPerSecond: +(meridian.connectionsPerSecond / haproxy.connectionsPerSecond).toFixed(2),
       rttP99: +(meridian.rttMs.p99 / haproxy.rttMs.p99).toFixed(2),
       rttP999: +(meridian.rttMs.p999 / haproxy.rttMs.p999).toFixed(2),
@@ -808,6 +830,20 @@ try {
         `${haproxy.throughputMBps} MB/s`,
         `${result.ratios.throughput}×`,
         "≥ 1.0×",
+      ),
+      row(
+        "bulk download (iperf3 -R, backend to client)",
+        `${meridian.downloadMBps} MB/s`,
+        `${haproxy.downloadMBps} MB/s`,
+        result.ratios.download === null ? "not measured" : `${result.ratios.download}×`,
+        "",
+      ),
+      row(
+        "proxy CPU per GB, upload / download (both proxies)",
+        `${meridian.proxyCpuSecondsPerGB ?? "-"} / ${meridian.proxyCpuSecondsPerGBDownload ?? "-"} s`,
+        `${haproxy.proxyCpuSecondsPerGB ?? "-"} / ${haproxy.proxyCpuSecondsPerGBDownload ?? "-"} s`,
+        "",
+        "",
       ),
       row(
         "new connections/s (wrk, Connection: close)",
@@ -853,15 +889,15 @@ try {
       ),
       ...(nodeRelay
         ? [
-            `bare Node relay (no framing, no pool; a handshake per connection): ${nodeRelay.throughputMBps} MB/s (${nodeRelay.proxyCpuSecondsPerGB} CPU s/GB), ${nodeRelay.connectionsPerSecond} conn/s, RTT p50/p99 ${f(nodeRelay.rttMs.p50)}/${f(nodeRelay.rttMs.p99)} ms (${nodeRelay.proxyCpuMicrosecondsPerRoundTrip} µs CPU per round trip), ${mib(nodeRelay.idleMemoryMiBPer10k)} per 10k idle`,
+            `bare Node relay (no framing, no pool; a handshake per connection): ${nodeRelay.throughputMBps} MB/s (${nodeRelay.proxyCpuSecondsPerGB} CPU s/GB), down ${nodeRelay.downloadMBps} MB/s (${nodeRelay.proxyCpuSecondsPerGBDownload} CPU s/GB), ${nodeRelay.connectionsPerSecond} conn/s, RTT p50/p99 ${f(nodeRelay.rttMs.p50)}/${f(nodeRelay.rttMs.p99)} ms (${nodeRelay.proxyCpuMicrosecondsPerRoundTrip} µs CPU per round trip), ${mib(nodeRelay.idleMemoryMiBPer10k)} per 10k idle`,
           ]
         : []),
       ...(muxRelay
         ? [
-            `multiplexed Node relay (every connection a stream over ${options.muxRelayConnections} mTLS connections): ${muxRelay.throughputMBps} MB/s (${muxRelay.proxyCpuSecondsPerGB} CPU s/GB), ${muxRelay.connectionsPerSecond} conn/s, RTT p50/p99 ${f(muxRelay.rttMs.p50)}/${f(muxRelay.rttMs.p99)} ms (${muxRelay.proxyCpuMicrosecondsPerRoundTrip} µs CPU per round trip), ${mib(muxRelay.idleMemoryMiBPer10k)} per 10k idle`,
+            `multiplexed Node relay (every connection a stream over ${options.muxRelayConnections} mTLS connections): ${muxRelay.throughputMBps} MB/s (${muxRelay.proxyCpuSecondsPerGB} CPU s/GB), down ${muxRelay.downloadMBps} MB/s (${muxRelay.proxyCpuSecondsPerGBDownload} CPU s/GB), ${muxRelay.connectionsPerSecond} conn/s, RTT p50/p99 ${f(muxRelay.rttMs.p50)}/${f(muxRelay.rttMs.p99)} ms (${muxRelay.proxyCpuMicrosecondsPerRoundTrip} µs CPU per round trip), ${mib(muxRelay.idleMemoryMiBPer10k)} per 10k idle`,
           ]
         : []),
-      `direct (no proxy): ${direct.throughputMBps} MB/s, ${direct.connectionsPerSecond} conn/s, RTT p50/p99/p99.9 ${f(direct.rttMs.p50)}/${f(direct.rttMs.p99)}/${f(direct.rttMs.p999)} ms (${direct.rttSamples} round trips)`,
+      `direct (no proxy): ${direct.throughputMBps} MB/s (down ${direct.downloadMBps}), ${direct.connectionsPerSecond} conn/s, RTT p50/p99/p99.9 ${f(direct.rttMs.p50)}/${f(direct.rttMs.p99)}/${f(direct.rttMs.p999)} ms (${direct.rttSamples} round trips)`,
       "",
     ].join("\n"),
   );
