@@ -274,6 +274,38 @@ describe("the Helm chart deploy/helm/meridian", async () => {
     assert.match(helmTemplate(member, ["gateway.tcpNotsentLowat=-1"]).stderr, /tcpNotsentLowat.*minimum/);
   });
 
+  it("spreads the gateway's, DNS's and controller's replicas over nodes and zones, counting only their own pods", async () => {
+    type Spread = { topologyKey: string; whenUnsatisfiable: string; labelSelector: { matchLabels: object } };
+    type SpreadDeployment = KubernetesObject & {
+      spec: {
+        selector: { matchLabels: object };
+        template: { spec: { topologySpreadConstraints?: Spread[] } };
+      };
+    };
+    const roles = { member: render(path.join(EXAMPLES, "member.yaml")), hub: render(undefined) };
+    const deployments = [
+      ["member", "meridian-gateway"],
+      ["member", "meridian-dns"],
+      ["hub", "meridian-controller"],
+    ] as const;
+    for (const [role, name] of deployments) {
+      const deployment = roles[role].find((o) => named(o) === `Deployment/${name}`) as SpreadDeployment;
+      const spread = deployment.spec.template.spec.topologySpreadConstraints ?? [];
+      assert.deepEqual(
+        spread.map((c) => c.topologyKey),
+        ["kubernetes.io/hostname", "topology.kubernetes.io/zone"],
+        `${name} does not spread over nodes and zones`,
+      );
+      for (const c of spread) {
+        // A selector that matched no pod of its own would spread nothing.
+        assert.deepEqual(c.labelSelector.matchLabels, deployment.spec.selector.matchLabels, name);
+        // A rule would leave replicas unscheduled on a cluster with fewer nodes than replicas.
+        assert.equal(c.whenUnsatisfiable, "ScheduleAnyway", name);
+      }
+      assert.equal(await dryRun[role].apply(deployment), undefined, `${name} refused by the ${role}`);
+    }
+  });
+
   it("keeps RBAC least-privilege: nothing cluster-wide in the hub, Secrets only read one by one, members only read cluster-wide", () => {
     const readOnly = new Set(["get", "list", "watch"]);
     for (const v of valueSets) {

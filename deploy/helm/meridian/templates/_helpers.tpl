@@ -75,6 +75,24 @@ securityContext:
   {{- end }}
 {{- end }}
 
+{{/*
+Spreads one component's replicas over nodes and then zones, so that losing one node (or one zone,
+where the cluster has several) leaves a replica running. A preference, not a rule: a cluster with
+fewer nodes than replicas still schedules them all. The argument is the component's name.
+*/}}
+{{- define "meridian.spread" -}}
+{{- $component := . -}}
+topologySpreadConstraints:
+{{- range list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
+  - maxSkew: 1
+    topologyKey: {{ . }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "meridian.selector" $component | nindent 8 }}
+{{- end }}
+{{- end }}
+
 {{/* Container-level security context shared by every component. */}}
 {{- define "meridian.containerSecurityContext" -}}
 securityContext:
