@@ -136,6 +136,29 @@ describe("cross-cluster traffic through the gateways", () => {
     assert.equal(hidden.code, 2);
     assert.match(hidden.stdout, new RegExp(`→ meridian export hidden -n ${ns} --cluster east`));
 
+    // A UDP-only export: imported, but no gateway can carry it; explain says why and what to do.
+    await cs.client("east").core.createNamespacedService({
+      namespace: ns,
+      body: {
+        metadata: { name: "syslog" },
+        spec: { selector: { app: "web" }, ports: [{ port: 514, protocol: "UDP" }] },
+      },
+    });
+    await exportFrom("east", ns, "syslog");
+    const udp = await eventually("explain to find the UDP-only import", async () => {
+      const res = await meridian(["explain", "syslog", "-n", ns, "--from", "west"], {
+        stateDir: cs.stateDir,
+      });
+      return /no TCP port/.test(res.stdout) ? res : undefined;
+    });
+    assert.equal(udp.code, 2, udp.stdout);
+    assert.match(udp.stdout, /✔\s+import in west\s+ClusterSetIP [\d.]+, ports 514\/UDP, from east/);
+    assert.match(
+      udp.stdout,
+      new RegExp(`✖\\s+gateway\\s+${ns}/syslog has no TCP port: 514/UDP cannot cross a gateway`),
+    );
+    assert.match(udp.stdout, /→ UDP and SCTP need flat mode .*gateway\.meridian\.dev\/mode: flat/);
+
     const bad = await meridian(["explain", "web", "-n", ns, "--from", "nowhere"], { stateDir: cs.stateDir });
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /--from nowhere is not one of the members \(west, east, north\)/);

@@ -160,6 +160,29 @@ describe("explain", () => {
     assert.match(s.detail, /no usable cluster.*peers down: east/);
   });
 
+  it("says a UDP port cannot cross a gateway and points to flat mode: fails with no TCP port, warns beside one", () => {
+    const udpOnly = healthy();
+    udpOnly.serviceImport!.ports = [{ port: 53, protocol: "UDP" }];
+    udpOnly.gateway!.services = [];
+    const s = step(udpOnly, "gateway");
+    assert.equal(s.status, "fail");
+    assert.match(s.detail, /shop\/cart has no TCP port: 53\/UDP cannot cross a gateway/);
+    assert.match(s.hint!, /gateway\.meridian\.dev\/mode: flat/);
+    assert.equal(explain(udpOnly).reachable, false);
+
+    const mixed = healthy();
+    mixed.serviceImport!.ports.push({ port: 53, protocol: "UDP" }, { port: 9, protocol: "SCTP" });
+    const m = step(mixed, "gateway");
+    assert.equal(m.status, "warn");
+    assert.match(m.detail, /port 80: east 100%; 53\/UDP, 9\/SCTP not carried \(gateways carry TCP only\)/);
+    assert.match(m.hint!, /flat mode/);
+    assert.equal(explain(mixed).reachable, true, "the TCP port still works");
+
+    const notSeen = healthy();
+    notSeen.gateway!.services = [];
+    assert.match(step(notSeen, "gateway").hint!, /has not seen the import yet/);
+  });
+
   it("skips what it could not check, and a flat import needs no gateway", () => {
     const input = healthy();
     delete input.dns;

@@ -251,7 +251,12 @@ function accessStep(input: ExplainInput): ExplainStep {
   };
 }
 
-function routingStep(input: ExplainInput): ExplainStep {
+/** Gateways carry TCP; other protocols reach remote pods only in flat mode. */
+const FLAT_MODE_HINT =
+  "UDP and SCTP need flat mode where pod networks are routed between clusters: gateway.meridian.dev/mode: flat in the ServiceExport's spec.exportedAnnotations; or serve the port over TCP";
+
+/** The step for imports no gateway routes: flat and headless ones. */
+function unroutedStep(input: ExplainInput): ExplainStep | undefined {
   const si = input.serviceImport;
   if (si?.flat)
     return {
@@ -265,6 +270,18 @@ function routingStep(input: ExplainInput): ExplainStep {
       status: "skipped",
       detail: "headless imports are not routed through gateways",
     };
+  return undefined;
+}
+
+/** The import's ports no gateway carries (all but TCP), as `port/PROTOCOL`. */
+const portsNotCarried = (input: ExplainInput): string[] =>
+  (input.serviceImport?.ports ?? [])
+    .filter((p) => (p.protocol ?? "TCP") !== "TCP")
+    .map((p) => `${p.port}/${p.protocol}`);
+
+function routingStep(input: ExplainInput): ExplainStep {
+  const unrouted = unroutedStep(input);
+  if (unrouted) return unrouted;
   if (!input.gateway)
     return {
       check: "gateway",
@@ -274,34 +291,49 @@ function routingStep(input: ExplainInput): ExplainStep {
     };
   const key = `${input.namespace}/${input.service}`;
   const routes = input.gateway.services.filter((s) => s.service === key);
+  const uncarried = portsNotCarried(input);
   if (routes.length === 0)
-    return {
-      check: "gateway",
-      status: "fail",
-      detail: `${input.from}'s gateway does not serve ${key}`,
-      hint: "the gateway has not seen the import yet, or the import has no TCP port",
-    };
+    return uncarried.length > 0 && uncarried.length === input.serviceImport?.ports.length
+      ? {
+          check: "gateway",
+          status: "fail",
+          detail: `${key} has no TCP port: ${list(uncarried)} cannot cross a gateway`,
+          hint: FLAT_MODE_HINT,
+        }
+      : {
+          check: "gateway",
+          status: "fail",
+          detail: `${input.from}'s gateway does not serve ${key}`,
+          hint: "the gateway has not seen the import yet: is it running? see 'meridian status'",
+        };
   const down = input.gateway.peers.filter((p) => !p.available).map((p) => p.clusterId);
   const parts = routes.map((r) => {
     const usable = r.clusters.filter((c) => c.usable && c.sharePercent > 0);
     return {
-      port: r.port,
       usable,
       text: `port ${r.port}: ${usable.length ? usable.map((c) => `${c.clusterId} ${c.sharePercent}%`).join(", ") : "no usable cluster"}`,
     };
   });
-  const broken = parts.filter((p) => p.usable.length === 0);
+  const broken = parts.some((p) => p.usable.length === 0);
+  // The first of what is wrong, most serious first, says what to do.
+  const hints: Array<[boolean, string]> = [
+    [
+      broken,
+      `no exporting cluster is usable from ${input.from}: their gateways are down or have no ready endpoints`,
+    ],
+    [down.length > 0, `peer gateways down: ${list(down)}; traffic avoids them`],
+    [uncarried.length > 0, FLAT_MODE_HINT],
+  ];
+  const hint = hints.find(([applies]) => applies)?.[1];
   return {
     check: "gateway",
-    status: broken.length > 0 ? "fail" : down.length > 0 ? "warn" : "ok",
-    detail: `${parts.map((p) => p.text).join("; ")}${down.length ? `; peers down: ${list(down)}` : ""}`,
-    ...(broken.length > 0
-      ? {
-          hint: `no exporting cluster is usable from ${input.from}: their gateways are down or have no ready endpoints`,
-        }
-      : down.length > 0
-        ? { hint: `peer gateways down: ${list(down)}; traffic avoids them` }
-        : {}),
+    status: broken ? "fail" : hint ? "warn" : "ok",
+    detail: [
+      ...parts.map((p) => p.text),
+      ...(down.length > 0 ? [`peers down: ${list(down)}`] : []),
+      ...(uncarried.length > 0 ? [`${list(uncarried)} not carried (gateways carry TCP only)`] : []),
+    ].join("; "),
+    ...(hint ? { hint } : {}),
   };
 }
 
