@@ -457,5 +457,32 @@ describe("the CLI", () => {
       stateDir: cs.stateDir,
     });
     assert.match(missing.stderr, /no Service .*nope.* in east yet/);
+
+    // Exported all the same, but told at once that other clusters reach a UDP port only in flat mode.
+    await cs.client("east").core.createNamespacedService({
+      namespace: ns,
+      body: {
+        metadata: { name: "dns-udp" },
+        spec: {
+          selector: { app: "dns-udp" },
+          ports: [
+            { name: "dns", port: 53, protocol: "UDP" },
+            { name: "dns-tcp", port: 53, protocol: "TCP" },
+          ],
+        },
+      },
+    });
+    const udp = await meridian(["export", "dns-udp", "-n", ns, "--cluster", "east"], {
+      stateDir: cs.stateDir,
+    });
+    assert.equal(udp.code, 0, udp.stderr);
+    assert.match(udp.stdout, /serviceexport\/dns-udp created/);
+    assert.match(
+      udp.stderr,
+      new RegExp(
+        `warning: 53/UDP of ${ns}/dns-udp cannot cross the gateways, which carry TCP only\\. .*mode: flat`,
+      ),
+    );
+    assert.doesNotMatch(ex.stderr, /cannot cross/, "a TCP-only export gets no such warning");
   });
 });

@@ -2,13 +2,14 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { Option } from "commander";
-import type { KubernetesObject, V1ConfigMap } from "@kubernetes/client-node";
+import type { KubernetesObject, V1ConfigMap, V1Service } from "@kubernetes/client-node";
 import { MCS_API_VERSION, type ServiceExport, type ServiceImport } from "../api/mcs.js";
 import { apiErrorMessage, ClusterClient } from "../kube/client.js";
 import { join, leave } from "../membership/join.js";
 import { readClusterset, resolveStateDir, StatePaths, UserError } from "../local/state.js";
 import { ANNOTATION_EXPORT_TO, isDnsLabel } from "../controller/names.js";
 import { MEMBER_NAMESPACE } from "../api/meridian.js";
+import { FLAT_MODE_HINT, portsGatewaysCannotCarry } from "../explain/explain.js";
 import { parseGatewayStatus, STATUS_CONFIGMAP, type GatewayStatusReport } from "../gateway/kube-status.js";
 
 interface KubeFlags {
@@ -157,7 +158,7 @@ export function registerMcsCommands(program: Command): void {
             `cannot export ${opts.namespace}/${service} in ${opts.cluster}: ${apiErrorMessage(err)}`,
           );
         }
-        const svc = await client.read({
+        const svc = await client.read<V1Service>({
           apiVersion: "v1",
           kind: "Service",
           metadata: { name: service, namespace: opts.namespace },
@@ -166,6 +167,11 @@ export function registerMcsCommands(program: Command): void {
         if (!svc)
           process.stderr.write(
             `warning: there is no Service ${opts.namespace}/${service} in ${opts.cluster} yet; the export stays Valid=False/NoService until there is\n`,
+          );
+        const uncarried = portsGatewaysCannotCarry(svc?.spec?.ports ?? []);
+        if (uncarried.length > 0)
+          process.stderr.write(
+            `warning: ${uncarried.join(", ")} of ${opts.namespace}/${service} cannot cross the gateways, which carry TCP only. ${FLAT_MODE_HINT}\n`,
           );
       },
     );

@@ -252,7 +252,7 @@ function accessStep(input: ExplainInput): ExplainStep {
 }
 
 /** Gateways carry TCP; other protocols reach remote pods only in flat mode. */
-const FLAT_MODE_HINT =
+export const FLAT_MODE_HINT =
   "UDP and SCTP need flat mode where pod networks are routed between clusters: gateway.meridian.dev/mode: flat in the ServiceExport's spec.exportedAnnotations; or serve the port over TCP";
 
 /** The step for imports no gateway routes: flat and headless ones. */
@@ -273,11 +273,10 @@ function unroutedStep(input: ExplainInput): ExplainStep | undefined {
   return undefined;
 }
 
-/** The import's ports no gateway carries (all but TCP), as `port/PROTOCOL`. */
-const portsNotCarried = (input: ExplainInput): string[] =>
-  (input.serviceImport?.ports ?? [])
-    .filter((p) => (p.protocol ?? "TCP") !== "TCP")
-    .map((p) => `${p.port}/${p.protocol}`);
+/** The ports no gateway carries (all but TCP), as `port/PROTOCOL`. */
+export const portsGatewaysCannotCarry = (
+  ports: ReadonlyArray<{ port: number; protocol?: string }>,
+): string[] => ports.filter((p) => (p.protocol ?? "TCP") !== "TCP").map((p) => `${p.port}/${p.protocol}`);
 
 function routingStep(input: ExplainInput): ExplainStep {
   const unrouted = unroutedStep(input);
@@ -291,7 +290,7 @@ function routingStep(input: ExplainInput): ExplainStep {
     };
   const key = `${input.namespace}/${input.service}`;
   const routes = input.gateway.services.filter((s) => s.service === key);
-  const uncarried = portsNotCarried(input);
+  const uncarried = portsGatewaysCannotCarry(input.serviceImport?.ports ?? []);
   if (routes.length === 0)
     return uncarried.length > 0 && uncarried.length === input.serviceImport?.ports.length
       ? {
