@@ -732,6 +732,7 @@ try {
   const meridian = reports.get("meridian")!;
   const haproxy = reports.get("haproxy")!;
 
+  const againstHaproxy = costRatios(meridian, haproxy);
   const added = (m: typeof meridian, k: "rttMs" | "connectMs", p: "p50" | "p99"): number =>
     +(m[k][p] - direct[k][p]).toFixed(3);
   const result = {
@@ -796,7 +797,7 @@ try {
     },
     ratios: {
       throughput: +(meridian.throughputMBps / haproxy.throughputMBps).toFixed(2),
-      download: costRatios(meridian, haproxy).download,
+      download: againstHaproxy.download,
       connectionsPerSecond: +(meridian.connectionsPerSecond / haproxy.connectionsPerSecond).toFixed(2),
       rttP99: +(meridian.rttMs.p99 / haproxy.rttMs.p99).toFixed(2),
       rttP999: +(meridian.rttMs.p999 / haproxy.rttMs.p999).toFixed(2),
@@ -808,7 +809,7 @@ try {
         Math.max(0.001, haproxy.rttMs.p99 - direct.rttMs.p99)
       ).toFixed(2),
       connectP99: +(meridian.connectMs.p99 / haproxy.connectMs.p99).toFixed(2),
-      idleMemory: costRatios(meridian, haproxy).idleMemory,
+      idleMemory: againstHaproxy.idleMemory,
     },
     ...(meridian.warmupRounds && haproxy.warmupRounds
       ? { warmupRatios: coldRatios(meridian.warmupRounds, haproxy.warmupRounds) }

@@ -7,6 +7,7 @@
  */
 import { accessOfCluster, parseAllowedConsumers } from "../gateway/access.js";
 import type { GatewayStatusReport } from "../gateway/kube-status.js";
+import { gatewayCarries } from "../gateway/protocol.js";
 
 export type StepStatus = "ok" | "warn" | "fail" | "skipped";
 
@@ -276,7 +277,7 @@ function unroutedStep(input: ExplainInput): ExplainStep | undefined {
 /** The ports no gateway carries (all but TCP), as `port/PROTOCOL`. */
 export const portsGatewaysCannotCarry = (
   ports: ReadonlyArray<{ port: number; protocol?: string }>,
-): string[] => ports.filter((p) => (p.protocol ?? "TCP") !== "TCP").map((p) => `${p.port}/${p.protocol}`);
+): string[] => ports.filter((p) => !gatewayCarries(p.protocol)).map((p) => `${p.port}/${p.protocol}`);
 
 function routingStep(input: ExplainInput): ExplainStep {
   const unrouted = unroutedStep(input);

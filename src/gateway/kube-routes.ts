@@ -29,6 +29,7 @@ import type {
   RoutingSource,
   RoutingTable,
 } from "./routes.js";
+import { gatewayCarries } from "./protocol.js";
 import { validateRoutingTable } from "./routes.js";
 
 /** The ConfigMap (in `meridian-system`) where the controller lists every member's gateway. */
@@ -131,7 +132,7 @@ function routesOfImport(
   const policy = policies.get(service);
   const routes: ImportRoute[] = [];
   for (const port of si.spec.ports ?? []) {
-    if ((port.protocol ?? "TCP") !== "TCP") continue;
+    if (!gatewayCarries(port.protocol)) continue;
     const listenPort = listen.allocated.get(portRef(port.name, port.protocol));
     if (listen.allocated.size > 0 && listenPort === undefined) continue;
     routes.push({
@@ -225,7 +226,7 @@ function exportRoutes(
     if (!svc) continue;
     const allow = allowList(exp, problems);
     for (const port of svc.spec?.ports ?? []) {
-      if ((port.protocol ?? "TCP") !== "TCP") continue;
+      if (!gatewayCarries(port.protocol)) continue;
       const target = typeof port.targetPort === "number" ? port.targetPort : undefined;
       routes.push({
         service,

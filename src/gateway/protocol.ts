@@ -29,6 +29,9 @@
  */
 
 export const MAGIC = Buffer.from("MRDN", "ascii");
+
+/** A stream carries TCP: a Service port of another protocol (UDP, SCTP) cannot cross a gateway. */
+export const gatewayCarries = (protocol: string | undefined): boolean => (protocol ?? "TCP") === "TCP";
 export const VERSION = 2;
 /** The version of an OPEN that names the client's namespace. */
 export const VERSION_WITH_NAMESPACE = 3;
