@@ -458,31 +458,33 @@ describe("the CLI", () => {
     });
     assert.match(missing.stderr, /no Service .*nope.* in east yet/);
 
-    // Exported all the same, but told at once that other clusters reach a UDP port only in flat mode.
+    // Exported all the same, but told at once that other clusters reach an SCTP port only in flat mode.
     await cs.client("east").core.createNamespacedService({
       namespace: ns,
       body: {
-        metadata: { name: "dns-udp" },
+        metadata: { name: "signalling" },
         spec: {
-          selector: { app: "dns-udp" },
+          selector: { app: "signalling" },
           ports: [
+            { name: "sigtran", port: 2905, protocol: "SCTP" },
             { name: "dns", port: 53, protocol: "UDP" },
             { name: "dns-tcp", port: 53, protocol: "TCP" },
           ],
         },
       },
     });
-    const udp = await meridian(["export", "dns-udp", "-n", ns, "--cluster", "east"], {
+    const sctp = await meridian(["export", "signalling", "-n", ns, "--cluster", "east"], {
       stateDir: cs.stateDir,
     });
-    assert.equal(udp.code, 0, udp.stderr);
-    assert.match(udp.stdout, /serviceexport\/dns-udp created/);
+    assert.equal(sctp.code, 0, sctp.stderr);
+    assert.match(sctp.stdout, /serviceexport\/signalling created/);
     assert.match(
-      udp.stderr,
+      sctp.stderr,
       new RegExp(
-        `warning: 53/UDP of ${ns}/dns-udp cannot cross the gateways, which carry TCP only\\. .*mode: flat`,
+        `warning: 2905/SCTP of ${ns}/signalling cannot cross the gateways, which carry TCP and UDP\\. .*mode: flat`,
       ),
     );
+    assert.doesNotMatch(sctp.stderr, /53\/UDP/, "UDP crosses the gateways: no warning for it");
     assert.doesNotMatch(ex.stderr, /cannot cross/, "a TCP-only export gets no such warning");
   });
 });

@@ -136,32 +136,83 @@ describe("cross-cluster traffic through the gateways", () => {
     assert.equal(hidden.code, 2);
     assert.match(hidden.stdout, new RegExp(`→ meridian export hidden -n ${ns} --cluster east`));
 
-    // A UDP-only export: imported, but no gateway can carry it; explain says why and what to do.
+    // An SCTP-only export: imported, but no gateway can carry it; explain says why and what to do.
     await cs.client("east").core.createNamespacedService({
       namespace: ns,
       body: {
-        metadata: { name: "syslog" },
-        spec: { selector: { app: "web" }, ports: [{ port: 514, protocol: "UDP" }] },
+        metadata: { name: "signal" },
+        spec: { selector: { app: "web" }, ports: [{ port: 2905, protocol: "SCTP" }] },
       },
     });
-    await exportFrom("east", ns, "syslog");
-    const udp = await eventually("explain to find the UDP-only import", async () => {
-      const res = await meridian(["explain", "syslog", "-n", ns, "--from", "west"], {
+    await exportFrom("east", ns, "signal");
+    const sctp = await eventually("explain to find the SCTP-only import", async () => {
+      const res = await meridian(["explain", "signal", "-n", ns, "--from", "west"], {
         stateDir: cs.stateDir,
       });
-      return /no TCP port/.test(res.stdout) ? res : undefined;
+      return /no TCP or UDP port/.test(res.stdout) ? res : undefined;
     });
-    assert.equal(udp.code, 2, udp.stdout);
-    assert.match(udp.stdout, /✔\s+import in west\s+ClusterSetIP [\d.]+, ports 514\/UDP, from east/);
+    assert.equal(sctp.code, 2, sctp.stdout);
+    assert.match(sctp.stdout, /✔\s+import in west\s+ClusterSetIP [\d.]+, ports 2905\/SCTP, from east/);
     assert.match(
-      udp.stdout,
-      new RegExp(`✖\\s+gateway\\s+${ns}/syslog has no TCP port: 514/UDP cannot cross a gateway`),
+      sctp.stdout,
+      new RegExp(`✖\\s+gateway\\s+${ns}/signal has no TCP or UDP port: 2905/SCTP cannot cross a gateway`),
     );
-    assert.match(udp.stdout, /→ UDP and SCTP need flat mode .*gateway\.meridian\.dev\/mode: flat/);
+    assert.match(sctp.stdout, /→ SCTP needs flat mode .*gateway\.meridian\.dev\/mode: flat/);
 
     const bad = await meridian(["explain", "web", "-n", ns, "--from", "nowhere"], { stateDir: cs.stateDir });
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /--from nowhere is not one of the members \(west, east, north\)/);
+  });
+
+  it("carries UDP: a datagram from west to east's service by name gets east's answer, beside TCP on the same port", async () => {
+    const ns = await testNamespace(cs, ["west", "east"]);
+    await whereamiIn("east", ns, "web");
+    // whereami answers UDP datagrams on its HTTP port's number; this Service offers both.
+    await cs.client("east").core.createNamespacedService({
+      namespace: ns,
+      body: {
+        metadata: { name: "both" },
+        spec: {
+          selector: { app: "web" },
+          ports: [
+            { name: "http", port: PORT, protocol: "TCP" },
+            { name: "datagrams", port: PORT, protocol: "UDP" },
+          ],
+        },
+      },
+    });
+    await exportFrom("east", ns, "both");
+    // A UDP client in a pod of west: sends one datagram to the clusterset name, prints the answer.
+    const client = [
+      "const s = require('node:dgram').createSocket('udp4');",
+      "s.on('message', (m) => { process.stdout.write(m); process.exit(0); });",
+      "setTimeout(() => process.exit(3), 2000);",
+      `s.send('hello over udp', ${PORT}, 'both.${ns}.svc.clusterset.local');`,
+    ].join(" ");
+    const answer = await eventually("east's UDP answer in west", async () => {
+      const res = await meridian(["exec", "west", "--", process.execPath, "-e", client], {
+        stateDir: cs.stateDir,
+      });
+      return res.code === 0 ? (JSON.parse(res.stdout) as { cluster: string; path: string }) : undefined;
+    });
+    assert.equal(answer.cluster, "east");
+    assert.equal(answer.path, "hello over udp", "the datagram crossed whole");
+    assert.equal(await answeredBy("west", ns, "both"), "east", "TCP on the same port number still works");
+
+    const explained = await eventually("explain to see both ports routed", async () => {
+      const res = await meridian(["explain", "both", "-n", ns, "--from", "west"], { stateDir: cs.stateDir });
+      return res.code === 0 && /8080\/UDP: east/.test(res.stdout) ? res : undefined;
+    });
+    assert.match(
+      explained.stdout,
+      new RegExp(`✔\\s+gateway\\s+port ${PORT}: east 100%; port ${PORT}/UDP: east 100%`),
+    );
+    const routes = (await routingIn(ns)).filter((r) => r.name === "both" && r.cluster === "west");
+    assert.deepEqual(
+      routes.map((r) => `${r.port}/${r.protocol ?? "TCP"}`).sort(),
+      [`${PORT}/TCP`, `${PORT}/UDP`],
+      "meridian status shows the UDP route",
+    );
   });
 
   it("spreads over every exporter, and fails over when one cluster's endpoints die", async () => {

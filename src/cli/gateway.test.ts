@@ -13,6 +13,7 @@ const defaults: RunOptions = {
   certLifetime: "86400",
   maxConnections: "20000",
   idleTimeout: "3600",
+  udpFlowTimeout: "30",
   drainTimeout: "10",
   probeInterval: "1",
   multiplex: "2",
@@ -20,8 +21,14 @@ const defaults: RunOptions = {
 
 describe("gateway run's flags", () => {
   it("become the gateway's limits, probe interval and locality", () => {
-    const settings = gatewaySettings({ ...defaults, region: "eu", zone: "eu-1", maxConnections: "500" });
-    assert.deepEqual(settings.limits, { maxConnections: 500, idleTimeoutMs: 3_600_000 });
+    const settings = gatewaySettings({
+      ...defaults,
+      region: "eu",
+      zone: "eu-1",
+      maxConnections: "500",
+      udpFlowTimeout: "1.5",
+    });
+    assert.deepEqual(settings.limits, { maxConnections: 500, idleTimeoutMs: 3_600_000, udpFlowIdleMs: 1500 });
     assert.deepEqual(settings.probe, { intervalMs: 1000 });
     assert.deepEqual(settings.locality, { region: "eu", zone: "eu-1" });
     assert.equal(settings.prepareListenHost, undefined);
@@ -42,6 +49,12 @@ describe("gateway run's flags", () => {
     ["--max-connections", "maxConnections", "0", /--max-connections must be a whole number above 0, got "0"/],
     ["--max-connections", "maxConnections", "2.5", /--max-connections must be a whole number above 0/],
     ["--idle-timeout", "idleTimeout", "-1", /--idle-timeout must be a positive number of seconds, got "-1"/],
+    [
+      "--udp-flow-timeout",
+      "udpFlowTimeout",
+      "0",
+      /--udp-flow-timeout must be a positive number of seconds, got "0"/,
+    ],
     ["--probe-interval", "probeInterval", "soon", /--probe-interval must be a positive number of seconds/],
     ["--multiplex", "multiplex", "-1", /--multiplex must be a whole number \(0 or more\), got "-1"/],
     ["--multiplex", "multiplex", "two", /--multiplex must be a whole number \(0 or more\), got "two"/],

@@ -57,6 +57,7 @@ export interface RunOptions {
   metrics?: string;
   maxConnections: string;
   idleTimeout: string;
+  udpFlowTimeout: string;
   drainTimeout: string;
   probeInterval: string;
   /** Multiplexed connections per peer gateway; 0: a connection per concurrent stream. */
@@ -178,6 +179,7 @@ export function gatewaySettings(
     limits: {
       maxConnections: positiveInteger(o.maxConnections, "--max-connections"),
       idleTimeoutMs: seconds(o.idleTimeout, "--idle-timeout"),
+      udpFlowIdleMs: seconds(o.udpFlowTimeout, "--udp-flow-timeout"),
     },
     probe: { intervalMs: seconds(o.probeInterval, "--probe-interval") },
     pool: { multiplex: wholeNumber(o.multiplex, "--multiplex") },
@@ -306,6 +308,11 @@ export function registerGatewayCommands(program: Command): void {
     .option("--metrics <host:port>", "serve /metrics, /healthz, /readyz")
     .option("--max-connections <n>", "proxied connections at once, per direction", "20000")
     .option("--idle-timeout <seconds>", "close connections idle this long", "3600")
+    .option(
+      "--udp-flow-timeout <seconds>",
+      "end a UDP flow (one client address to one imported port) after this long without a datagram either way",
+      "30",
+    )
     .option("--drain-timeout <seconds>", "on SIGTERM, wait this long for connections to finish", "25")
     .option("--probe-interval <seconds>", "active probe period for peer gateways (jittered ±20%)", "1")
     .addOption(

@@ -19,6 +19,7 @@ import {
   type RoutingSummary,
 } from "./mcs.js";
 import { registerDaemonCommands } from "./daemons.js";
+import { portLabel } from "../gateway/kube-status.js";
 import { registerExplainCommand } from "./explain.js";
 import { registerDashboardCommand } from "./dashboard.js";
 
@@ -102,7 +103,7 @@ function servicesTables(
     out += "\nROUTING (new connections, by each member's gateway)\n";
     out += renderTable(
       ["CLUSTER", "SERVICE", "PORT", "TO"],
-      routing.map((r) => [r.cluster, `${r.namespace}/${r.name}`, String(r.port), routingCell(r.targets)]),
+      routing.map((r) => [r.cluster, `${r.namespace}/${r.name}`, portLabel(r), routingCell(r.targets)]),
     );
   }
   if (gateways.length > 0) {
@@ -284,18 +285,21 @@ export function buildProgram(): Command {
 
   program
     .command("whereami")
-    .description("serve HTTP answers naming the cluster and pod that answered (a demo workload)")
+    .description(
+      "answer HTTP, and UDP datagrams on the same port number, naming the cluster and pod that answered (a demo workload)",
+    )
     .option("--port <port>", "port to listen on", (v) => Number(v), 8080)
     .action(async (opts: { port: number }) => {
       const { startWhereami } = await import("../demo/whereami.js");
       const server = await startWhereami(opts.port);
-      process.stderr.write(`whereami listening on :${opts.port}\n`);
+      process.stderr.write(
+        `whereami listening on :${opts.port} (TCP: HTTP; UDP: a datagram answers each datagram)\n`,
+      );
       await new Promise<void>((resolve) => {
         process.once("SIGTERM", resolve);
         process.once("SIGINT", resolve);
       });
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
+      await server.close();
     });
 
   registerMcsCommands(program);

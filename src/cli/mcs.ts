@@ -171,7 +171,7 @@ export function registerMcsCommands(program: Command): void {
         const uncarried = portsGatewaysCannotCarry(svc?.spec?.ports ?? []);
         if (uncarried.length > 0)
           process.stderr.write(
-            `warning: ${uncarried.join(", ")} of ${opts.namespace}/${service} cannot cross the gateways, which carry TCP only. ${FLAT_MODE_HINT}\n`,
+            `warning: ${uncarried.join(", ")} of ${opts.namespace}/${service} cannot cross the gateways, which carry TCP and UDP. ${FLAT_MODE_HINT}\n`,
           );
       },
     );
@@ -221,6 +221,7 @@ export interface RoutingSummary {
   namespace: string;
   name: string;
   port: number;
+  protocol?: "UDP";
   targets: GatewayStatusReport["services"][number]["clusters"];
 }
 
@@ -280,7 +281,14 @@ export async function collectServices(clients: ClusterClient[]): Promise<{
           gateways.push({ cluster: c.name, peers: report.peers });
           for (const r of report.services) {
             const [namespace, name] = r.service.split("/") as [string, string];
-            routing.push({ cluster: c.name, namespace, name, port: r.port, targets: r.clusters });
+            routing.push({
+              cluster: c.name,
+              namespace,
+              name,
+              port: r.port,
+              ...(r.protocol ? { protocol: r.protocol } : {}),
+              targets: r.clusters,
+            });
           }
         }
       } catch {

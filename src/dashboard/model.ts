@@ -222,6 +222,7 @@ function importerViews(m: ObservedMember): Map<string, { ports: string[]; import
         endpoints: endpointsBySource(slices.get(key) ?? []),
         routing: (routing.get(key) ?? []).map((r) => ({
           port: r.port,
+          ...(r.protocol ? { protocol: r.protocol } : {}),
           targets: r.clusters.map(({ clusterId, tier, weight, usable, sharePercent }) => ({
             clusterId,
             tier,

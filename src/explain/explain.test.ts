@@ -160,23 +160,32 @@ describe("explain", () => {
     assert.match(s.detail, /no usable cluster.*peers down: east/);
   });
 
-  it("says a UDP port cannot cross a gateway and points to flat mode: fails with no TCP port, warns beside one", () => {
-    const udpOnly = healthy();
-    udpOnly.serviceImport!.ports = [{ port: 53, protocol: "UDP" }];
-    udpOnly.gateway!.services = [];
-    const s = step(udpOnly, "gateway");
+  it("says an SCTP port cannot cross a gateway and points to flat mode: fails with no TCP or UDP port, warns beside one", () => {
+    const sctpOnly = healthy();
+    sctpOnly.serviceImport!.ports = [{ port: 2905, protocol: "SCTP" }];
+    sctpOnly.gateway!.services = [];
+    const s = step(sctpOnly, "gateway");
     assert.equal(s.status, "fail");
-    assert.match(s.detail, /shop\/cart has no TCP port: 53\/UDP cannot cross a gateway/);
+    assert.match(s.detail, /shop\/cart has no TCP or UDP port: 2905\/SCTP cannot cross a gateway/);
     assert.match(s.hint!, /gateway\.meridian\.dev\/mode: flat/);
-    assert.equal(explain(udpOnly).reachable, false);
+    assert.equal(explain(sctpOnly).reachable, false);
 
     const mixed = healthy();
     mixed.serviceImport!.ports.push({ port: 53, protocol: "UDP" }, { port: 9, protocol: "SCTP" });
+    mixed.gateway!.services.push({ ...mixed.gateway!.services[0]!, port: 53, protocol: "UDP" });
     const m = step(mixed, "gateway");
     assert.equal(m.status, "warn");
-    assert.match(m.detail, /port 80: east 100%; 53\/UDP, 9\/SCTP not carried \(gateways carry TCP only\)/);
+    assert.match(
+      m.detail,
+      /port 80: east 100%; port 53\/UDP: east 100%; 9\/SCTP not carried \(gateways carry TCP and UDP\)/,
+    );
     assert.match(m.hint!, /flat mode/);
-    assert.equal(explain(mixed).reachable, true, "the TCP port still works");
+    assert.equal(explain(mixed).reachable, true, "the TCP and UDP ports still work");
+
+    const udp = healthy();
+    udp.serviceImport!.ports.push({ port: 53, protocol: "UDP" });
+    udp.gateway!.services.push({ ...udp.gateway!.services[0]!, port: 53, protocol: "UDP" });
+    assert.equal(step(udp, "gateway").status, "ok", "UDP crosses the gateways");
 
     const notSeen = healthy();
     notSeen.gateway!.services = [];

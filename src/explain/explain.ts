@@ -6,7 +6,7 @@
  * over what was observed; `src/cli/explain.ts` observes.
  */
 import { accessOfCluster, parseAllowedConsumers } from "../gateway/access.js";
-import type { GatewayStatusReport } from "../gateway/kube-status.js";
+import { portLabel, type GatewayStatusReport } from "../gateway/kube-status.js";
 import { gatewayCarries } from "../gateway/protocol.js";
 
 export type StepStatus = "ok" | "warn" | "fail" | "skipped";
@@ -252,9 +252,9 @@ function accessStep(input: ExplainInput): ExplainStep {
   };
 }
 
-/** Gateways carry TCP; other protocols reach remote pods only in flat mode. */
+/** Gateways carry TCP and UDP; SCTP reaches remote pods only in flat mode. */
 export const FLAT_MODE_HINT =
-  "UDP and SCTP need flat mode where pod networks are routed between clusters: gateway.meridian.dev/mode: flat in the ServiceExport's spec.exportedAnnotations; or serve the port over TCP";
+  "SCTP needs flat mode where pod networks are routed between clusters: gateway.meridian.dev/mode: flat in the ServiceExport's spec.exportedAnnotations; or serve the port over TCP or UDP";
 
 /** The step for imports no gateway routes: flat and headless ones. */
 function unroutedStep(input: ExplainInput): ExplainStep | undefined {
@@ -274,7 +274,7 @@ function unroutedStep(input: ExplainInput): ExplainStep | undefined {
   return undefined;
 }
 
-/** The ports no gateway carries (all but TCP), as `port/PROTOCOL`. */
+/** The ports no gateway carries (SCTP), as `port/PROTOCOL`. */
 export const portsGatewaysCannotCarry = (
   ports: ReadonlyArray<{ port: number; protocol?: string }>,
 ): string[] => ports.filter((p) => !gatewayCarries(p.protocol)).map((p) => `${p.port}/${p.protocol}`);
@@ -297,7 +297,7 @@ function routingStep(input: ExplainInput): ExplainStep {
       ? {
           check: "gateway",
           status: "fail",
-          detail: `${key} has no TCP port: ${list(uncarried)} cannot cross a gateway`,
+          detail: `${key} has no TCP or UDP port: ${list(uncarried)} cannot cross a gateway`,
           hint: FLAT_MODE_HINT,
         }
       : {
@@ -311,7 +311,7 @@ function routingStep(input: ExplainInput): ExplainStep {
     const usable = r.clusters.filter((c) => c.usable && c.sharePercent > 0);
     return {
       usable,
-      text: `port ${r.port}: ${usable.length ? usable.map((c) => `${c.clusterId} ${c.sharePercent}%`).join(", ") : "no usable cluster"}`,
+      text: `port ${portLabel(r)}: ${usable.length ? usable.map((c) => `${c.clusterId} ${c.sharePercent}%`).join(", ") : "no usable cluster"}`,
     };
   });
   const broken = parts.some((p) => p.usable.length === 0);
@@ -331,7 +331,7 @@ function routingStep(input: ExplainInput): ExplainStep {
     detail: [
       ...parts.map((p) => p.text),
       ...(down.length > 0 ? [`peers down: ${list(down)}`] : []),
-      ...(uncarried.length > 0 ? [`${list(uncarried)} not carried (gateways carry TCP only)`] : []),
+      ...(uncarried.length > 0 ? [`${list(uncarried)} not carried (gateways carry TCP and UDP)`] : []),
     ].join("; "),
     ...(hint ? { hint } : {}),
   };

@@ -3,6 +3,7 @@
  * behave in known ways, and gateways wired to a static routing table. Loopback only.
  */
 import { createHash } from "node:crypto";
+import dgram from "node:dgram";
 import http from "node:http";
 import net from "node:net";
 import { createLogger } from "../observability/logger.js";
@@ -102,6 +103,55 @@ export async function startHttpBackend(name: string): Promise<Backend> {
       server.close(() => r());
     });
   return backend;
+}
+
+export interface UdpBackend {
+  port: number;
+  /** Source addresses (`ip:port`) datagrams came from: one per flow the gateway opened. */
+  sources: Set<string>;
+  close(): Promise<void>;
+}
+
+/** A UDP backend answering each datagram with `<name> <payload>`; `silent` answers nothing. */
+export async function startUdpBackend(name: string, silent = false): Promise<UdpBackend> {
+  const socket = dgram.createSocket("udp4");
+  const backend: UdpBackend = {
+    port: 0,
+    sources: new Set(),
+    close: () => new Promise<void>((r) => socket.close(() => r())),
+  };
+  socket.on("message", (payload, from) => {
+    backend.sources.add(`${from.address}:${from.port}`);
+    if (!silent) socket.send(`${name} ${payload.toString()}`, from.port, from.address);
+  });
+  await new Promise<void>((r) => socket.bind(0, "127.0.0.1", () => r()));
+  backend.port = socket.address().port;
+  return backend;
+}
+
+/** A UDP client socket: `ask` sends a datagram and resolves with the next answer, or undefined. */
+export async function udpClient(): Promise<{
+  ask(port: number, payload: string, timeoutMs?: number): Promise<string | undefined>;
+  close(): void;
+}> {
+  const socket = dgram.createSocket("udp4");
+  await new Promise<void>((r) => socket.bind(0, "127.0.0.1", () => r()));
+  return {
+    ask: (port, payload, timeoutMs = 2000) =>
+      new Promise((resolve) => {
+        const timer = setTimeout(() => {
+          socket.off("message", onMessage);
+          resolve(undefined);
+        }, timeoutMs);
+        const onMessage = (answer: Buffer): void => {
+          clearTimeout(timer);
+          resolve(answer.toString());
+        };
+        socket.once("message", onMessage);
+        socket.send(payload, port, "127.0.0.1");
+      }),
+    close: () => socket.close(),
+  };
 }
 
 export interface TestGateway {

@@ -1,7 +1,8 @@
 /**
  * The east-west gateway process: sockets and timers around the pure modules.
  *
- *   local client ──TCP──▶ local listener (one port per imported service port)
+ *   local client ──TCP──▶ local listener (one port per imported service port; a UDP port's
+ *                         flows are streams too, datagram.ts)
  *        │ policy.ts picks a cluster (health.ts says who is usable)
  *        ├─ this cluster ──TCP──▶ local endpoint                (no TLS hop)
  *        └─ pool.ts: warm mTLS connection ──▶ peer gateway's peer listener
@@ -15,6 +16,7 @@ import type { SecureContext, TLSSocket } from "node:tls";
 import type { Logger } from "../observability/logger.js";
 import { createLogger } from "../observability/logger.js";
 import { decideAccess } from "./access.js";
+import { connectDatagram, DatagramListener } from "./datagram.js";
 import type { HealthSnapshot } from "./health.js";
 import { HealthTracker, jitteredDelay } from "./health.js";
 import type { IdentitySource } from "./identity.js";
@@ -31,6 +33,7 @@ import type {
   ExportRoute,
   ImportRoute,
   PeerGateway,
+  RouteProtocol,
   RoutingSource,
   RoutingTable,
 } from "./routes.js";
@@ -38,7 +41,7 @@ import { routeKey } from "./routes.js";
 import type { SourceNamespaces } from "./source-namespaces.js";
 import type { PeerCertificateFacts, PeerIdentity } from "./trust.js";
 import { classifyPeer, PeerVerdicts } from "./trust.js";
-import type { EarlyData } from "./tunnel.js";
+import type { EarlyData, PlainSocket } from "./tunnel.js";
 import { bridge, pipeBoth, readFrom, skipStream } from "./tunnel.js";
 
 export interface GatewayLimits {
@@ -52,6 +55,11 @@ export interface GatewayLimits {
   peerIdleMs: number;
   /** Connection attempts (clusters/endpoints) per client connection (default 3). */
   maxAttempts: number;
+  /**
+   * A UDP flow (a client address to an imported port) ends after this long without a datagram
+   * either way (default 30 s, like conntrack's UDP timeout); its next datagram starts a new flow.
+   */
+  udpFlowIdleMs: number;
 }
 
 export interface ProbeOptions {
@@ -94,6 +102,8 @@ export interface GatewayOptions {
 export interface ServiceRouting {
   service: string;
   port: number;
+  /** Only for UDP: TCP is the default. */
+  protocol?: "UDP";
   listenPort: number | undefined;
   clusters: Array<RoutedCluster & { readyEndpoints: number; health: HealthSnapshot }>;
 }
@@ -103,6 +113,8 @@ interface ImportState {
   tiers: Tier[];
   picker: WeightedPicker;
   server?: net.Server;
+  /** A UDP route's socket, instead of `server`. */
+  datagrams?: DatagramListener;
   listenPort?: number;
 }
 
@@ -156,6 +168,7 @@ export class Gateway {
       connectTimeoutMs: 3000,
       peerIdleMs: 60_000,
       maxAttempts: 3,
+      udpFlowIdleMs: 30_000,
       ...o.limits,
     };
     this.probeOptions = { intervalMs: 1000, timeoutMs: 1000, unhealthyAfter: 2, ...o.probe };
@@ -242,6 +255,7 @@ export class Gateway {
     this.unsubscribe?.();
     for (const t of this.probeTimers.values()) clearTimeout(t);
     this.probeTimers.clear();
+    for (const s of this.imports.values()) s.datagrams?.close();
     const closing = [...this.imports.values()].map((s) => closeServer(s.server));
     closing.push(closeServer(this.peerServer));
     for (const s of this.idlePeerSockets) s.destroy();
@@ -266,6 +280,7 @@ export class Gateway {
       return {
         service: s.route.service,
         port: s.route.port,
+        ...(s.route.protocol === "UDP" ? { protocol: "UDP" as const } : {}),
         listenPort: s.listenPort,
         clusters: effectiveRouting(s.tiers, usable).map((r) => ({
           ...r,
@@ -371,9 +386,9 @@ export class Gateway {
   private async applyNow(table: RoutingTable): Promise<void> {
     if (this.draining) return;
     this.table = table;
-    this.exports = new Map(table.exports.map((e) => [routeKey(e.service, e.port), e]));
+    this.exports = new Map(table.exports.map((e) => [routeKey(e.service, e.port, e.protocol), e]));
     this.applyPeers(table.peers);
-    const wanted = new Map(table.imports.map((r) => [routeKey(r.service, r.port), r]));
+    const wanted = new Map(table.imports.map((r) => [routeKey(r.service, r.port, r.protocol), r]));
     this.closeStaleListeners(wanted);
     for (const [key, route] of wanted) {
       const tiers = this.tiersOf(route, table.peers);
@@ -399,8 +414,10 @@ export class Gateway {
         (next.listenPort !== 0 && next.listenPort !== state.listenPort) ||
         next.listenHost !== state.route.listenHost
       ) {
-        // Connections already accepted keep running; only the listener goes.
+        // Connections already accepted keep running; only the listener goes. A UDP route's flows
+        // end with its socket, which they send through.
         void closeServer(state.server);
+        state.datagrams?.close();
         this.imports.delete(key);
       }
     }
@@ -425,6 +442,43 @@ export class Gateway {
   /** Listens for an import's local clients; a failure is logged and the import stays unserved. */
   private async openListener(state: ImportState): Promise<void> {
     const { route } = state;
+    try {
+      if (route.listenHost) await this.o.prepareListenHost?.(route.listenHost);
+      const host = route.listenHost ?? this.o.localListenHost;
+      if (route.protocol === "UDP") await this.listenForDatagrams(state, host);
+      else await this.listenForConnections(state, host);
+    } catch (err) {
+      this.log.error(
+        {
+          service: route.service,
+          port: route.port,
+          protocol: route.protocol,
+          listenPort: route.listenPort,
+          err,
+        },
+        "cannot listen for an imported service",
+      );
+    }
+  }
+
+  private async listenForDatagrams(state: ImportState, host: string): Promise<void> {
+    const label = routeKey(state.route.service, state.route.port, "UDP");
+    const listener = new DatagramListener(
+      host,
+      this.limits.udpFlowIdleMs,
+      (flow) => void this.onLocal(state, flow),
+      () => this.metrics.datagramsDropped.inc({ service: label }),
+    );
+    try {
+      state.listenPort = await listener.listen(state.route.listenPort, host);
+      state.datagrams = listener;
+    } catch (err) {
+      listener.close();
+      throw err;
+    }
+  }
+
+  private async listenForConnections(state: ImportState, host: string): Promise<void> {
     const server = net.createServer(
       // Set by the server as it accepts, before any JavaScript of ours runs for the socket.
       {
@@ -436,17 +490,9 @@ export class Gateway {
       },
       (s) => void this.onLocal(state, s),
     );
-    try {
-      if (route.listenHost) await this.o.prepareListenHost?.(route.listenHost);
-      await listen(server, route.listenPort, route.listenHost ?? this.o.localListenHost);
-      state.server = server;
-      state.listenPort = (server.address() as net.AddressInfo).port;
-    } catch (err) {
-      this.log.error(
-        { service: route.service, port: route.port, listenPort: route.listenPort, err },
-        "cannot listen for an imported service",
-      );
-    }
+    await listen(server, state.route.listenPort, host);
+    state.server = server;
+    state.listenPort = (server.address() as net.AddressInfo).port;
   }
 
   private applyPeers(peers: PeerGateway[]): void {
@@ -515,7 +561,7 @@ export class Gateway {
     for (const s of this.imports.values()) {
       for (const r of effectiveRouting(s.tiers, this.usable(s.route)))
         this.metrics.routingShare.set(
-          { service: `${s.route.service}:${s.route.port}`, cluster: r.clusterId },
+          { service: routeKey(s.route.service, s.route.port, s.route.protocol), cluster: r.clusterId },
           r.share,
         );
     }
@@ -534,7 +580,7 @@ export class Gateway {
 
   // ── outbound: a local client connection to an imported service ──────────────────────────────
 
-  private async onLocal(state: ImportState, client: net.Socket): Promise<void> {
+  private async onLocal(state: ImportState, client: PlainSocket): Promise<void> {
     const service = state.route.service;
     client.on("error", ignoreError);
     if (this.draining || this.outbound >= this.limits.maxConnections) {
@@ -551,9 +597,9 @@ export class Gateway {
     }
   }
 
-  private async routeLocal(state: ImportState, client: net.Socket): Promise<void> {
+  private async routeLocal(state: ImportState, client: PlainSocket): Promise<void> {
     const { route } = state;
-    const labelService = `${route.service}:${route.port}`;
+    const labelService = routeKey(route.service, route.port, route.protocol);
     const tried = new Set<string>();
     // The client's bytes sent to a peer that has not replied yet, replayed on the next attempt.
     const early: EarlyData = { chunks: [], bytes: 0, ended: false };
@@ -565,7 +611,7 @@ export class Gateway {
       this.metrics.routingDecision(labelService, clusterId, state.tiers[choice.tier]!.origin).value++;
       const sums = this.metrics.streamSums("outbound", labelService, clusterId);
       if (clusterId === this.o.clusterId) {
-        const backend = await this.connectEndpoint(route.service, route.localEndpoints ?? []);
+        const backend = await this.connectEndpoint(route, route.localEndpoints ?? []);
         if (!backend) continue;
         sums.active.value++;
         const r = await pipeBoth(client, backend, this.limits.idleTimeoutMs, early);
@@ -598,7 +644,7 @@ export class Gateway {
   private async streamToPeer(
     clusterId: string,
     route: ImportRoute,
-    client: net.Socket,
+    client: PlainSocket,
     early: EarlyData,
     sums: StreamSums,
   ): Promise<"done" | "not-opened"> {
@@ -665,7 +711,8 @@ export class Gateway {
   }
 
   /** The OPEN for a client's stream: the service, and the client's namespace when it is known. */
-  private openFor(route: ImportRoute, client: net.Socket): Buffer {
+  private openFor(route: ImportRoute, client: PlainSocket): Buffer {
+    const kind = route.protocol === "UDP" ? "datagram" : "connect";
     const sourceNamespace =
       // Only when namespaces are resolved: reading the address costs a system call per connection.
       this.o.sourceNamespaces &&
@@ -675,13 +722,10 @@ export class Gateway {
       // The same bytes for every connection to the route: encoded once (a written buffer is only read).
       let open = this.openByRoute.get(route);
       if (!open)
-        this.openByRoute.set(
-          route,
-          (open = encodeOpen({ kind: "connect", service: route.service, port: route.port })),
-        );
+        this.openByRoute.set(route, (open = encodeOpen({ kind, service: route.service, port: route.port })));
       return open;
     }
-    return encodeOpen({ kind: "connect", service: route.service, port: route.port, sourceNamespace });
+    return encodeOpen({ kind, service: route.service, port: route.port, sourceNamespace });
   }
 
   /** The peer answered: its verdict is definitive, no need to wait for more failures. */
@@ -694,19 +738,29 @@ export class Gateway {
     );
   }
 
-  /** Connects to a ready endpoint, round robin, skipping ejected ones; passive health per endpoint. */
-  private async connectEndpoint(service: string, endpoints: Endpoint[]): Promise<net.Socket | undefined> {
+  /**
+   * Connects to a ready endpoint of a route, round robin, skipping ejected ones; passive health per
+   * endpoint. A UDP route's "connection" is a connected UDP socket.
+   */
+  private async connectEndpoint(
+    route: { service: string; port: number; protocol?: RouteProtocol },
+    endpoints: Endpoint[],
+  ): Promise<PlainSocket | undefined> {
     const ready = endpoints.filter((e) => e.ready !== false);
     if (ready.length === 0) return undefined;
-    let cursor = this.cursors.get(service);
-    if (!cursor) this.cursors.set(service, (cursor = { next: 0 }));
+    const key = routeKey(route.service, route.port, route.protocol);
+    let cursor = this.cursors.get(key);
+    if (!cursor) this.cursors.set(key, (cursor = { next: 0 }));
     const attempts = Math.min(this.limits.maxAttempts, ready.length);
     for (let i = 0, tried = 0; i < ready.length && tried < attempts; i++) {
       const e = ready[(cursor.next + i) % ready.length]!;
       if (!this.health.available(endpointKey(e))) continue;
       tried++;
       try {
-        const socket = await connectTcp(e, this.limits.connectTimeoutMs);
+        const socket =
+          route.protocol === "UDP"
+            ? await connectDatagram(e, () => this.metrics.datagramsDropped.inc({ service: key }))
+            : await connectTcp(e, this.limits.connectTimeoutMs);
         cursor.next = (cursor.next + i + 1) % ready.length;
         this.health.connectResult(endpointKey(e), true);
         this.track(socket);
@@ -804,28 +858,11 @@ export class Gateway {
   ): Promise<Buffer | undefined> {
     // The cluster is the certificate's; the namespace is that cluster's gateway's word about its own client.
     const source: PeerIdentity = req.sourceNamespace ? { ...peer, namespace: req.sourceNamespace } : peer;
-    const route = this.exports.get(routeKey(req.service, req.port));
-    const labelService = `${req.service}:${req.port}`;
+    const labelService = routeKey(req.service, req.port, req.kind === "datagram" ? "UDP" : "TCP");
+    const route = this.exports.get(labelService);
     if (!route) return this.refuseStream(socket, req, rest, "unknownService");
-    const decision = decideAccess(source, route.allow, this.table.accessDefault ?? "allow");
-    if (!decision.allowed) {
-      this.metrics.refusals.inc({
-        reason: "access-denied",
-        cluster: source.clusterId,
-        service: labelService,
-      });
-      this.log.warn(
-        {
-          source: source.clusterId,
-          namespace: source.namespace,
-          service: req.service,
-          port: req.port,
-          because: decision.because,
-        },
-        "access denied",
-      );
+    if (this.deniesAccess(source, route, req, labelService))
       return this.refuseStream(socket, req, rest, "accessDenied");
-    }
     if (this.draining || this.inbound >= this.limits.maxConnections) {
       this.metrics.refusals.inc({ reason: "limit", cluster: source.clusterId, service: labelService });
       return this.refuseStream(socket, req, rest, this.draining ? "draining" : "overloaded");
@@ -834,7 +871,7 @@ export class Gateway {
     // A channel ends with its stream (the backend is tracked) or its connection (a peer socket).
     if (!(socket instanceof MuxChannel)) this.track(socket);
     try {
-      const backend = await this.connectEndpoint(req.service, route.endpoints);
+      const backend = await this.connectEndpoint(route, route.endpoints);
       if (!backend) {
         const status = route.endpoints.some((e) => e.ready !== false) ? "upstreamFailed" : "noEndpoints";
         return await this.refuseStream(socket, req, rest, status);
@@ -857,6 +894,25 @@ export class Gateway {
       this.inbound--;
       this.activeSockets.delete(socket);
     }
+  }
+
+  /** Whether the export refuses this source; a refusal is counted and logged with who asked. */
+  private deniesAccess(source: PeerIdentity, route: ExportRoute, req: OpenRequest, label: string): boolean {
+    const decision = decideAccess(source, route.allow, this.table.accessDefault ?? "allow");
+    if (decision.allowed) return false;
+    this.metrics.refusals.inc({ reason: "access-denied", cluster: source.clusterId, service: label });
+    this.log.warn(
+      {
+        source: source.clusterId,
+        namespace: source.namespace,
+        service: req.service,
+        port: req.port,
+        ...(req.kind === "datagram" ? { protocol: "UDP" } : {}),
+        because: decision.because,
+      },
+      "access denied",
+    );
+    return true;
   }
 
   /**

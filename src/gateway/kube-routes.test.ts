@@ -27,7 +27,12 @@ const importOf = (name: string, ips: string[], type: "ClusterSetIP" | "Headless"
     },
   }) as ServiceImport & KubernetesObject;
 
-const mcsSlice = importedSlice;
+/** An imported slice with the import's UDP port too (5353 on the pods). */
+const mcsSlice = (...args: Parameters<typeof importedSlice>): V1EndpointSlice => {
+  const slice = importedSlice(...args);
+  slice.ports = [...(slice.ports ?? []), { name: "dns", protocol: "UDP", port: 5353 }];
+  return slice;
+};
 
 const ownSlice = (service: string, addresses: string[]): V1EndpointSlice => ({
   addressType: "IPv4",
@@ -49,7 +54,7 @@ const state = (over: Partial<MemberRoutingState>): MemberRoutingState => ({
 });
 
 describe("routingTableFrom", () => {
-  it("routes each TCP port of a ClusterSetIP import on its VIP, counting ready endpoints per remote cluster and keeping local ones", () => {
+  it("routes each TCP and UDP port of a ClusterSetIP import on its VIP, counting ready endpoints per remote cluster and keeping local ones", () => {
     const table = routingTableFrom(
       state({
         serviceImports: [importOf("cart", ["fd00::1", "10.96.0.5"])],
@@ -64,6 +69,18 @@ describe("routingTableFrom", () => {
       }),
     );
     assert.deepEqual(table.imports, [
+      {
+        service: "shop/cart",
+        port: 53,
+        protocol: "UDP",
+        listenHost: "10.96.0.5",
+        listenPort: 53,
+        clusters: [
+          { clusterId: "east", readyEndpoints: 1 },
+          { clusterId: "north", readyEndpoints: 1 },
+        ],
+        localEndpoints: [{ address: "10.244.1.7", port: 5353, ready: true }],
+      },
       {
         service: "shop/cart",
         port: 80,
@@ -85,15 +102,17 @@ describe("routingTableFrom", () => {
       importOf("cart", ["10.96.0.5"]),
     ];
     assert.deepEqual(
-      routingTableFrom(state({ serviceImports: imports })).imports.map((r) => r.service),
-      ["shop/cart"],
+      routingTableFrom(state({ serviceImports: imports })).imports.map((r) => `${r.service}:${r.port}`),
+      ["shop/cart:53", "shop/cart:80"],
     );
     const picked = routingTableFrom(state({ serviceImports: imports, listenOn: "gateway-port" })).imports;
     assert.deepEqual(
-      picked.map((r) => [r.service, r.listenPort, r.listenHost]),
+      picked.map((r) => [r.service, r.port, r.listenPort, r.listenHost]),
       [
-        ["shop/cart", 0, undefined],
-        ["shop/pending", 0, undefined],
+        ["shop/cart", 53, 0, undefined],
+        ["shop/cart", 80, 0, undefined],
+        ["shop/pending", 53, 0, undefined],
+        ["shop/pending", 80, 0, undefined],
       ],
     );
   });
@@ -101,7 +120,13 @@ describe("routingTableFrom", () => {
   it("listens on the ports the controller allocated, where this member's slices point at the gateway", () => {
     const annotated = importOf("cart", ["10.96.0.5"]);
     annotated.metadata.annotations = { "gateway.meridian.dev/listen-ports": "http/TCP=20004" };
-    const [route] = routingTableFrom(state({ serviceImports: [annotated] })).imports;
+    const routes = routingTableFrom(state({ serviceImports: [annotated] })).imports;
+    assert.deepEqual(
+      routes.map((r) => `${r.port}/${r.protocol ?? "TCP"}`),
+      ["80/TCP"],
+      "the UDP port has no allocated port: this member's slices do not point at the gateway for it",
+    );
+    const [route] = routes;
     assert.equal(route!.listenPort, 20004);
     assert.equal(route!.listenHost, undefined, "on the gateway's own address, not the VIP");
   });
@@ -110,10 +135,7 @@ describe("routingTableFrom", () => {
     const flat = importOf("direct", ["10.96.0.6"]);
     flat.metadata.annotations = { [ANNOTATION_MODE]: "flat" };
     const table = routingTableFrom(state({ serviceImports: [flat, importOf("cart", ["10.96.0.5"])] }));
-    assert.deepEqual(
-      table.imports.map((r) => r.service),
-      ["shop/cart"],
-    );
+    assert.deepEqual([...new Set(table.imports.map((r) => r.service))], ["shop/cart"]);
   });
 
   it("attaches the service's TrafficPolicy without its serviceRef", () => {
@@ -127,10 +149,16 @@ describe("routingTableFrom", () => {
     assert.deepEqual(route!.policy, { locality: "None", weights: [{ cluster: "east", weight: 3 }] });
   });
 
-  it("exports each port of an exported Service with Kubernetes' own endpoints, and the allow list from the annotation", () => {
+  it("exports each TCP and UDP port of an exported Service with Kubernetes' own endpoints, and the allow list from the annotation", () => {
     const svc: V1Service = {
       metadata: { name: "cart", namespace: "shop" },
-      spec: { ports: [{ name: "http", port: 80, targetPort: 9090 }] },
+      spec: {
+        ports: [
+          { name: "http", port: 80, targetPort: 9090 },
+          { name: "dns", port: 53, protocol: "UDP", targetPort: "dns" },
+          { name: "signal", port: 2905, protocol: "SCTP" },
+        ],
+      },
     };
     const exp = {
       metadata: {
@@ -150,6 +178,14 @@ describe("routingTableFrom", () => {
       }),
     );
     assert.deepEqual(table.exports, [
+      {
+        service: "shop/cart",
+        port: 53,
+        protocol: "UDP",
+        // The slice has no "dns" port, and its only port is TCP: the service port is the best guess.
+        endpoints: [{ address: "10.244.1.9", port: 53, ready: true }],
+        allow: [{ cluster: "north" }, { cluster: "east" }],
+      },
       {
         service: "shop/cart",
         port: 80,

@@ -30,7 +30,7 @@ import type {
   RoutingTable,
 } from "./routes.js";
 import { gatewayCarries } from "./protocol.js";
-import { validateRoutingTable } from "./routes.js";
+import { routeKey, validateRoutingTable } from "./routes.js";
 
 /** The ConfigMap (in `meridian-system`) where the controller lists every member's gateway. */
 export const PEERS_CONFIGMAP = "meridian-gateway-peers";
@@ -83,18 +83,25 @@ function groupBy<T>(items: Iterable<T>, keyOf: (item: T) => string | undefined):
   return out;
 }
 
-/** Ready endpoint addresses of slices, with the port the slice gives a port name (or number). */
+type ServicePortRef = { name?: string; protocol?: string };
+
+/** The port a slice gives a service port: by name, else the slice's only port if of the same protocol. */
+function slicePort(slice: V1EndpointSlice, servicePort: ServicePortRef): number | undefined {
+  const named = slice.ports?.find((p) => (p.name ?? "") === (servicePort.name ?? ""));
+  if (named) return named.port;
+  const only = slice.ports?.length === 1 ? slice.ports[0]! : undefined;
+  return only && (only.protocol ?? "TCP") === (servicePort.protocol ?? "TCP") ? only.port : undefined;
+}
+
+/** Ready endpoint addresses of slices, with the port each slice gives the service port (else `fallbackPort`). */
 function sliceEndpoints(
   slices: V1EndpointSlice[],
-  portName: string | undefined,
+  servicePort: ServicePortRef,
   fallbackPort?: number,
 ): Endpoint[] {
   const out: Endpoint[] = [];
   for (const slice of slices) {
-    const port =
-      slice.ports?.find((p) => (p.name ?? "") === (portName ?? ""))?.port ??
-      (slice.ports?.length === 1 ? slice.ports[0]!.port : undefined) ??
-      fallbackPort;
+    const port = slicePort(slice, servicePort) ?? fallbackPort;
     if (port === undefined) continue;
     for (const ep of slice.endpoints ?? []) {
       const ready = ep.conditions?.ready !== false;
@@ -113,10 +120,17 @@ function importRoutes(state: MemberRoutingState, mcsSlices: Map<string, V1Endpoi
     [...state.trafficPolicies].map((p) => [key(p.metadata?.namespace, p.spec.serviceRef?.name), p.spec]),
   );
   const routes = [...state.serviceImports].flatMap((si) => routesOfImport(state, si, mcsSlices, policies));
-  return routes.sort((a, b) => `${a.service}:${a.port}`.localeCompare(`${b.service}:${b.port}`));
+  return routes.sort(byRouteKey);
 }
 
-/** One ServiceImport's routes: one per TCP port this member's gateway serves it on. */
+const byRouteKey = (a: ImportRoute | ExportRoute, b: ImportRoute | ExportRoute): number =>
+  routeKey(a.service, a.port, a.protocol).localeCompare(routeKey(b.service, b.port, b.protocol));
+
+/** A Service port's protocol on a route: UDP said, TCP left as the default. */
+const protocolOf = (protocol: string | undefined): Pick<ImportRoute, "protocol"> =>
+  protocol === "UDP" ? { protocol: "UDP" } : {};
+
+/** One ServiceImport's routes: one per TCP or UDP port this member's gateway serves it on. */
 function routesOfImport(
   state: MemberRoutingState,
   si: ServiceImport & KubernetesObject,
@@ -138,8 +152,9 @@ function routesOfImport(
     routes.push({
       service,
       port: port.port,
+      ...protocolOf(port.protocol),
       ...listenAddress(state.listenOn, listen.vip, port.port, listenPort),
-      ...routeTargets(state.clusterId, bySource, port.name),
+      ...routeTargets(state.clusterId, bySource, port),
       ...(policy ? { policy: withoutServiceRef(policy) } : {}),
     });
   }
@@ -183,12 +198,12 @@ function listenAddress(
 function routeTargets(
   self: string,
   bySource: Array<[string, V1EndpointSlice[]]>,
-  portName: string | undefined,
+  servicePort: ServicePortRef,
 ): Pick<ImportRoute, "clusters" | "localEndpoints"> {
   const clusters: ImportRoute["clusters"] = [];
   let localEndpoints: Endpoint[] | undefined;
   for (const [clusterId, slices] of bySource) {
-    const endpoints = sliceEndpoints(slices, portName);
+    const endpoints = sliceEndpoints(slices, servicePort);
     if (clusterId === self) localEndpoints = endpoints;
     else clusters.push({ clusterId, readyEndpoints: endpoints.filter((e) => e.ready !== false).length });
   }
@@ -231,12 +246,13 @@ function exportRoutes(
       routes.push({
         service,
         port: port.port,
-        endpoints: sliceEndpoints(ownSlices.get(service) ?? [], port.name, target ?? port.port),
+        ...protocolOf(port.protocol),
+        endpoints: sliceEndpoints(ownSlices.get(service) ?? [], port, target ?? port.port),
         ...(allow ? { allow } : {}),
       });
     }
   }
-  return routes.sort((a, b) => `${a.service}:${a.port}`.localeCompare(`${b.service}:${b.port}`));
+  return routes.sort(byRouteKey);
 }
 
 /**

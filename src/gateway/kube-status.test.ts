@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { gatewayStatusReport, parseGatewayStatus, STATUS_KEY } from "./kube-status.js";
+import { gatewayStatusReport, parseGatewayStatus, portLabel, STATUS_KEY } from "./kube-status.js";
 import type { ServiceRouting } from "./gateway.js";
 
 const health = (available: boolean) => ({
@@ -32,6 +32,7 @@ describe("the gateway's status report", () => {
         ],
       },
       { service: "shop/api", port: 443, listenPort: 443, clusters: [] },
+      { service: "shop/api", port: 443, protocol: "UDP", listenPort: 443, clusters: [] },
     ] as unknown as ServiceRouting[];
     const report = gatewayStatusReport("west", routing, [
       { clusterId: "north", ...health(false) },
@@ -45,6 +46,7 @@ describe("the gateway's status report", () => {
       ],
       services: [
         { service: "shop/api", port: 443, clusters: [] },
+        { service: "shop/api", port: 443, protocol: "UDP", clusters: [] },
         {
           service: "shop/web",
           port: 80,
@@ -54,6 +56,12 @@ describe("the gateway's status report", () => {
         },
       ],
     });
+  });
+
+  it("labels a port for people: the number for TCP, with the protocol otherwise", () => {
+    assert.equal(portLabel({ port: 80 }), "80");
+    assert.equal(portLabel({ port: 80, protocol: "TCP" }), "80");
+    assert.equal(portLabel({ port: 53, protocol: "UDP" }), "53/UDP");
   });
 
   it("reads a report back, and ignores a missing or broken one", () => {

@@ -20,6 +20,8 @@ export interface GatewayStatusReport {
   services: Array<{
     service: string;
     port: number;
+    /** Only for UDP: TCP is the default. */
+    protocol?: "UDP";
     clusters: Array<{
       clusterId: string;
       tier: number;
@@ -55,6 +57,7 @@ export function gatewayStatusReport(
       .map((r) => ({
         service: r.service,
         port: r.port,
+        ...(r.protocol ? { protocol: r.protocol } : {}),
         clusters: r.clusters.map((c) => ({
           clusterId: c.clusterId,
           tier: c.tier,
@@ -64,9 +67,13 @@ export function gatewayStatusReport(
           readyEndpoints: c.readyEndpoints,
         })),
       }))
-      .sort((a, b) => `${a.service}:${a.port}`.localeCompare(`${b.service}:${b.port}`)),
+      .sort((a, b) => `${a.service}:${portLabel(a)}`.localeCompare(`${b.service}:${portLabel(b)}`)),
   };
 }
+
+/** A routed port as people read it: `80` for TCP, `53/UDP`. */
+export const portLabel = (r: { port: number; protocol?: string }): string =>
+  r.protocol && r.protocol !== "TCP" ? `${r.port}/${r.protocol}` : String(r.port);
 
 export function parseGatewayStatus(configMap: V1ConfigMap | undefined): GatewayStatusReport | undefined {
   const raw = configMap?.data?.[STATUS_KEY];

@@ -74,6 +74,11 @@ export class GatewayMetrics {
     "Payload bytes by direction (sent: towards the service; received: back to the client), counted when a connection ends",
     ["direction", "service", "cluster", "flow"] as const,
   );
+  readonly datagramsDropped = this.counter(
+    "meridian_gateway_udp_datagrams_dropped_total",
+    "UDP datagrams dropped because their flow's stream could not take them as fast as they came, by service (ns/name:port/UDP)",
+    ["service"] as const,
+  );
   readonly handshakes = this.counter(
     "meridian_gateway_tls_handshakes_total",
     "mTLS handshakes with peer gateways by role, result and whether the session was resumed",

@@ -8,6 +8,7 @@ import {
   FIN_FRAME,
   isServiceKey,
   FrameDecoder,
+  gatewayCarries,
   MAX_FRAME_PAYLOAD,
 } from "./protocol.js";
 
@@ -23,6 +24,37 @@ describe("OPEN header", () => {
       assert.equal(decodeOpen(bytes.subarray(0, i)).state, "incomplete", `prefix ${i}`);
     const probe = encodeOpen({ kind: "probe", service: "", port: 0 });
     assert.equal(decodeOpen(probe).state, "done");
+  });
+
+  it("opens a UDP flow with the datagram kind, which needs a service and a port like connect", () => {
+    const bytes = encodeOpen({
+      kind: "datagram",
+      service: "kube-system/dns",
+      port: 53,
+      sourceNamespace: "web",
+    });
+    assert.equal(bytes[5], 3, "kind code 3 on the wire");
+    assert.deepEqual(decodeOpen(bytes), {
+      state: "done",
+      value: { kind: "datagram", service: "kube-system/dns", port: 53, version: 3, sourceNamespace: "web" },
+      consumed: bytes.length,
+    });
+    assert.throws(() => encodeOpen({ kind: "datagram", service: "", port: 53 }), /bad service key/);
+    const noPort = encodeOpen({ kind: "datagram", service: "kube-system/dns", port: 0 });
+    assert.deepEqual(decodeOpen(noPort), {
+      state: "error",
+      message: "datagram needs namespace/name and a port",
+    });
+    const unknownKind = Buffer.from(bytes);
+    unknownKind[5] = 4;
+    assert.deepEqual(decodeOpen(unknownKind), { state: "error", message: "unknown kind 4" });
+  });
+
+  it("says which Service ports a gateway carries: TCP (the default) and UDP, not SCTP", () => {
+    assert.deepEqual(
+      [undefined, "TCP", "UDP", "SCTP"].map((p) => gatewayCarries(p)),
+      [true, true, true, false],
+    );
   });
 
   it("carries the client's namespace in a version 3 OPEN, prefixes incomplete", () => {

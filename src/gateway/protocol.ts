@@ -6,7 +6,8 @@
  * concurrent streams each get their own connection and TCP's own flow control).
  *
  *   client gateway                              server gateway
- *   OPEN  "MRDN" v2 kind port len name   ──▶
+ *   OPEN  "MRDN" v2 kind port len name   ──▶   kind: 1 connect (TCP), 2 probe, 3 datagram (a UDP
+ *                                              flow, its datagrams as records: datagram.ts)
  *         (v3: then len namespace)
  *   DATA ... [FIN]  (early: not waiting) ──▶
  *                                        ◀──   REPLY status(1)  (after the upstream is connected)
@@ -30,16 +31,22 @@
 
 export const MAGIC = Buffer.from("MRDN", "ascii");
 
-/** A stream carries TCP: a Service port of another protocol (UDP, SCTP) cannot cross a gateway. */
-export const gatewayCarries = (protocol: string | undefined): boolean => (protocol ?? "TCP") === "TCP";
+/** A stream carries a TCP connection or a UDP flow (datagram.ts); an SCTP port cannot cross a gateway. */
+export const gatewayCarries = (protocol: string | undefined): boolean =>
+  (protocol ?? "TCP") === "TCP" || protocol === "UDP";
 export const VERSION = 2;
 /** The version of an OPEN that names the client's namespace. */
 export const VERSION_WITH_NAMESPACE = 3;
 /** Versions a server gateway accepts: 1 (no early data), 2, and 3 (2 plus the source namespace). */
 const VERSIONS = new Set([1, 2, 3]);
 
-export type OpenKind = "connect" | "probe";
-const KIND_CODES: Record<OpenKind, number> = { connect: 1, probe: 2 };
+/**
+ * `connect`: a TCP connection to the service port; `datagram`: a UDP flow to it, its datagrams
+ * length-prefixed in the stream (datagram.ts); `probe`: a health check, no service.
+ */
+export type OpenKind = "connect" | "probe" | "datagram";
+const KIND_CODES: Record<OpenKind, number> = { connect: 1, probe: 2, datagram: 3 };
+const KINDS_BY_CODE: Record<number, OpenKind | undefined> = { 1: "connect", 2: "probe", 3: "datagram" };
 
 export interface OpenRequest {
   kind: OpenKind;
@@ -99,8 +106,7 @@ export function isServiceKey(s: string): boolean {
 }
 
 export function encodeOpen(req: OpenRequest): Buffer {
-  if (req.kind === "connect" && !isServiceKey(req.service))
-    throw new Error(`bad service key "${req.service}"`);
+  if (req.kind !== "probe" && !isServiceKey(req.service)) throw new Error(`bad service key "${req.service}"`);
   if (!Number.isInteger(req.port) || req.port < 0 || req.port > 65535)
     throw new Error(`bad port ${req.port}`);
   const ns = req.sourceNamespace;
@@ -141,7 +147,7 @@ export function decodeOpen(buf: Buffer): DecodeResult<OpenRequest> {
   if (!startsLikeMagic(buf)) return { state: "error", message: "not a Meridian gateway stream" };
   if (buf.length < HEADER_FIXED) return { state: "incomplete" };
   if (!VERSIONS.has(buf[4]!)) return { state: "error", message: `unsupported version ${buf[4]}` };
-  const kind = buf[5] === 1 ? "connect" : buf[5] === 2 ? "probe" : undefined;
+  const kind = KINDS_BY_CODE[buf[5]!];
   if (!kind) return { state: "error", message: `unknown kind ${buf[5]}` };
   const version = buf[4]!;
   const port = buf.readUInt16BE(6);
@@ -150,8 +156,8 @@ export function decodeOpen(buf: Buffer): DecodeResult<OpenRequest> {
   if (!isVisibleAscii(buf, HEADER_FIXED, HEADER_FIXED + length))
     return { state: "error", message: "non-ASCII service name" };
   const service = buf.toString("ascii", HEADER_FIXED, HEADER_FIXED + length);
-  if (kind === "connect" && (!isServiceKey(service) || port === 0))
-    return { state: "error", message: "connect needs namespace/name and a port" };
+  if (kind !== "probe" && (!isServiceKey(service) || port === 0))
+    return { state: "error", message: `${kind} needs namespace/name and a port` };
   const request: OpenRequest = { kind, service, port, version };
   const consumed = HEADER_FIXED + length;
   if (version < VERSION_WITH_NAMESPACE) return { state: "done", value: request, consumed };

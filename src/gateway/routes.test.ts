@@ -56,6 +56,26 @@ describe("validateRoutingTable", () => {
   });
 });
 
+describe("validateRoutingTable and UDP", () => {
+  it("keeps TCP and UDP routes of one port apart, and refuses a protocol it cannot carry", () => {
+    const udp = { ...good.imports[0]!, protocol: "UDP" as const };
+    assert.deepEqual(
+      validateRoutingTable({ ...good, imports: [good.imports[0]!, udp] }),
+      [],
+      "TCP and UDP may share a port number and a listenPort",
+    );
+    assert.deepEqual(validateRoutingTable({ ...good, imports: [udp, { ...udp, port: 81 }] }), [
+      "imports: two routes share a listenPort",
+    ]);
+    assert.deepEqual(validateRoutingTable({ ...good, imports: [udp, udp] }), [
+      "imports[1]: duplicate shop/web:80/UDP",
+      "imports: two routes share a listenPort",
+    ]);
+    const sctp = { ...good, exports: [{ ...good.exports[0]!, protocol: "SCTP" }] } as unknown as RoutingTable;
+    assert.deepEqual(validateRoutingTable(sctp), ["exports[0].protocol: must be TCP or UDP"]);
+  });
+});
+
 describe("JsonFileRoutingSource", () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), "meridian-routes-"));
   after(() => rmSync(dir, { recursive: true, force: true }));

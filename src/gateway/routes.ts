@@ -14,6 +14,9 @@ import type { Locality, TrafficPolicySpec } from "./policy.js";
 import { validatePolicy } from "./policy.js";
 import { isServiceKey } from "./protocol.js";
 
+/** What a route carries: TCP connections, or UDP flows (datagram.ts). */
+export type RouteProtocol = "TCP" | "UDP";
+
 export interface Endpoint {
   address: string;
   port: number;
@@ -34,6 +37,8 @@ export interface ImportRoute {
   service: string;
   /** The service port clients asked for; sent to the remote gateway. */
   port: number;
+  /** Default TCP. A UDP route listens for datagrams and carries each client address's flow as a stream. */
+  protocol?: RouteProtocol;
   /** Local listener for this (service, port); 0 lets the gateway pick (see `Gateway.listenPorts`). */
   listenPort: number;
   /**
@@ -52,6 +57,8 @@ export interface ImportRoute {
 export interface ExportRoute {
   service: string;
   port: number;
+  /** Default TCP. */
+  protocol?: RouteProtocol;
   endpoints: Endpoint[];
   /** Who may consume it; undefined means the table's `accessDefault`. */
   allow?: AccessEntry[];
@@ -73,7 +80,14 @@ export interface RoutingSource {
   stop(): void;
 }
 
-export const routeKey = (service: string, port: number): string => `${service}:${port}`;
+/**
+ * A route's key and its metrics label: `namespace/name:port`, with `/UDP` after a UDP port's (a
+ * Service may serve TCP and UDP on one port number, as DNS does).
+ */
+export const routeKey = (service: string, port: number, protocol?: RouteProtocol): string =>
+  protocol === "UDP" ? `${service}:${port}/UDP` : `${service}:${port}`;
+
+const PROTOCOLS = new Set<unknown>([undefined, "TCP", "UDP"]);
 
 function checkEndpoints(eps: unknown, where: string, errors: string[]): void {
   if (!Array.isArray(eps)) return void errors.push(`${where}: must be a list`);
@@ -106,20 +120,23 @@ export function validateRoutingTable(t: Partial<RoutingTable>): string[] {
     if (!Number.isInteger(r.port) || r.port < 1 || r.port > 65535) errors.push(`${where}.port: 1–65535`);
     if (!Number.isInteger(r.listenPort) || r.listenPort < 0 || r.listenPort > 65535)
       errors.push(`${where}.listenPort: 0–65535`);
-    if (seen.has(routeKey(r.service, r.port))) errors.push(`${where}: duplicate ${r.service} port ${r.port}`);
-    seen.add(routeKey(r.service, r.port));
+    if (!PROTOCOLS.has(r.protocol)) errors.push(`${where}.protocol: must be TCP or UDP`);
+    const key = routeKey(r.service, r.port, r.protocol);
+    if (seen.has(key)) errors.push(`${where}: duplicate ${key}`);
+    seen.add(key);
     if (!Array.isArray(r.clusters)) errors.push(`${where}.clusters: must be a list`);
     if (r.localEndpoints !== undefined) checkEndpoints(r.localEndpoints, `${where}.localEndpoints`, errors);
     if (r.policy) errors.push(...validatePolicy(r.policy).map((e) => `${where}.policy.${e}`));
   });
   const listeners = t
     .imports!.filter((r) => r.listenPort !== 0)
-    .map((r) => `${r.listenHost ?? ""}:${r.listenPort}`);
+    .map((r) => `${r.protocol ?? "TCP"} ${r.listenHost ?? ""}:${r.listenPort}`);
   if (new Set(listeners).size !== listeners.length) errors.push("imports: two routes share a listenPort");
   t.exports!.forEach((r, i) => {
     const where = `exports[${i}]`;
     if (!isServiceKey(r.service)) errors.push(`${where}.service: must be namespace/name`);
     if (!Number.isInteger(r.port) || r.port < 1 || r.port > 65535) errors.push(`${where}.port: 1–65535`);
+    if (!PROTOCOLS.has(r.protocol)) errors.push(`${where}.protocol: must be TCP or UDP`);
     checkEndpoints(r.endpoints, `${where}.endpoints`, errors);
   });
   if (t.accessDefault !== undefined && t.accessDefault !== "allow" && t.accessDefault !== "deny")

@@ -4,7 +4,7 @@
  * keeps flowing until it ends too. Backpressure: a side whose destination buffer is full is paused
  * until it drains, so memory per connection stays bounded whatever the speed mismatch.
  */
-import type { Socket } from "node:net";
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { finished, pipeline } from "node:stream";
 import type { ReplyStatusName } from "./protocol.js";
@@ -16,6 +16,15 @@ import {
   MAX_FRAME_PAYLOAD,
   REPLY_NAMES,
 } from "./protocol.js";
+
+/** The unframed end of a stream: a TCP socket, or a UDP flow standing in for one (datagram.ts). */
+export interface PlainSocket extends Duplex {
+  /** "timeout" after this long with no bytes either way (0 disarms), as `net.Socket#setTimeout`. */
+  setTimeout(ms: number, callback?: () => void): unknown;
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly remoteAddress?: string | undefined;
+}
 
 export interface PumpResult {
   /** Bytes read from the plain socket (client or backend) and forwarded. */
@@ -145,7 +154,7 @@ class TurnCork {
 }
 
 /**
- * Runs one stream between a plain TCP socket and a framed tunnel connection. The tunnel is left
+ * Runs one stream between a plain socket (TCP, or a UDP flow) and a framed tunnel connection. The tunnel is left
  * open and paused when the stream ends cleanly, so the caller can reuse it; on any error or idle
  * timeout both are destroyed.
  *
@@ -159,7 +168,7 @@ class TurnCork {
  * or its end.
  */
 export function bridge(
-  plain: Socket,
+  plain: PlainSocket,
   tunnel: Duplex,
   idleTimeoutMs: number,
   end: StreamEnd,
@@ -224,7 +233,12 @@ export function bridge(
     const settle = (result: Omit<BridgeResult, "fromPlain" | "toPlain" | "leftover">): void => {
       // Idle tunnels still need an error listener, or a later reset would crash the process.
       if (tunnel.listenerCount("error") === 0) tunnel.on("error", () => {});
-      resolve({ fromPlain, toPlain, leftover, ...result });
+      // A UDP flow's stream carries records (a length, then a datagram): what counts is what the flow moved.
+      const counted =
+        plain instanceof Socket
+          ? { fromPlain, toPlain }
+          : { fromPlain: plain.bytesRead, toPlain: plain.bytesWritten };
+      resolve({ ...counted, leftover, ...result });
     };
     const finish = (clean: boolean): void => {
       if (settled) return;
@@ -398,8 +412,8 @@ export function bridge(
  * gateway that refused them, written to `b` first (and `a`'s end, if it came already).
  */
 export function pipeBoth(
-  a: Socket,
-  b: Socket,
+  a: PlainSocket,
+  b: PlainSocket,
   idleTimeoutMs: number,
   early?: EarlyData,
 ): Promise<PumpResult> {

@@ -567,7 +567,7 @@ function servicePage(v: DashboardView, namespace: string, name: string): Child[]
                 h(
                   "div",
                   {},
-                  `port ${r.port}: `,
+                  `port ${r.port}${r.protocol ? `/${r.protocol}` : ""}: `,
                   r.targets.length === 0 ? h("span", { class: "unhealthy" }, "no cluster to send to") : null,
                   ...r.targets.map((t) =>
                     h(

@@ -71,7 +71,7 @@ export interface ImporterView {
   /** Imported endpoints in this member, by the cluster they come from. */
   endpoints: EndpointsView[];
   /** How this member's gateway splits new connections now, per port. */
-  routing: Array<{ port: number; targets: RouteShareView[] }>;
+  routing: Array<{ port: number; protocol?: "UDP"; targets: RouteShareView[] }>;
 }
 
 /**
