@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import tls from "node:tls";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DATAGRAM_QUEUE_LIMIT, DatagramStream, encodeRecord, RecordDecoder } from "./datagram.js";
@@ -12,6 +13,8 @@ import {
   udpClient,
 } from "./fixtures.js";
 import type { RoutingTable } from "./routes.js";
+import type { Clusterset } from "./fixtures.js";
+import { decodeOpen, MAGIC } from "./protocol.js";
 
 describe("datagram records", () => {
   it("splits records back into datagrams at any chunk boundary, empty datagrams included", () => {
@@ -96,6 +99,47 @@ describe("DatagramStream", () => {
     stream.destroy();
   });
 });
+
+/**
+ * A peer gateway from before UDP: answers probes, and closes the connection on an OPEN of a kind
+ * it does not know (3, datagram), as those gateways did.
+ */
+async function gatewayBeforeUdp(cs: Clusterset, clusterId: string): Promise<{ port: number; close(): void }> {
+  const identity = cs.identity(clusterId);
+  await identity.start();
+  const creds = identity.credentials();
+  const server = tls.createServer(
+    {
+      key: creds.privateKeyPem,
+      cert: creds.certPem,
+      ca: cs.bundle.caPems,
+      requestCert: true,
+      minVersion: "TLSv1.3",
+    },
+    (socket) => {
+      socket.on("error", () => {});
+      let buf = Buffer.alloc(0);
+      socket.on("data", (chunk: Buffer) => {
+        buf = Buffer.concat([buf, chunk]);
+        while (buf.length > 5 && buf.subarray(0, 4).equals(MAGIC)) {
+          if (buf[5] !== 2) return void socket.destroy(); // only probes are known here
+          const open = decodeOpen(buf);
+          if (open.state !== "done") return;
+          socket.write(Buffer.from([0]));
+          buf = buf.subarray(open.consumed);
+        }
+      });
+    },
+  );
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () => {
+      server.close();
+      identity.stop();
+    },
+  };
+}
 
 /** UDP through gateways, with a connection per stream and multiplexed. */
 for (const multiplex of [0, 2]) {
@@ -254,6 +298,28 @@ for (const multiplex of [0, 2]) {
         "the port-unreachable answer ends the flow",
       );
       assert.equal(await c.ask(west.port("shop/dns:53/UDP"), "still"), "west still");
+    });
+
+    it("sends flows on from a peer gateway older than UDP, without counting it down for its other traffic", async () => {
+      const northDns = await udpBackend("north");
+      const north = await gateway("north", { peers: [], imports: [], exports: [exportingUdp([northDns])] });
+      const old = await gatewayBeforeUdp(cs, "old");
+      cleanups.push(() => old.close());
+      const table = importingUdp([north]);
+      table.peers.push({ clusterId: "old", host: "127.0.0.1", port: old.port });
+      table.imports[0]!.clusters.push({ clusterId: "old", readyEndpoints: 1 });
+      const west = await gateway("west", table);
+      const answers = new Set<string | undefined>();
+      for (let i = 0; i < 8; i++) answers.add(await (await client()).ask(west.port("shop/dns:53/UDP"), "q"));
+      assert.deepEqual([...answers], ["north q"], "every flow answered, by north");
+      const oldHealth = west.gateway.peerHealth().find((p) => p.clusterId === "old");
+      assert.equal(oldHealth?.available, true, "the old peer stays in rotation for its TCP services");
+      const udpRoute = west.gateway.routing().find((r) => r.protocol === "UDP")!;
+      assert.deepEqual(
+        udpRoute.clusters.filter((c) => c.usable).map((c) => c.clusterId),
+        ["north"],
+        "this service's UDP avoids the old peer for a while",
+      );
     });
 
     it("refuses a flow the export does not allow, counted, and fails over to a cluster that allows it", async () => {

@@ -122,7 +122,9 @@ interface EndpointCursor {
   next: number;
 }
 
-const serviceKey = (clusterId: string, service: string): string => `${clusterId}/${service}`;
+/** Passive health of a service (its TCP or its UDP ports) in a cluster. */
+const serviceKey = (clusterId: string, route: ImportRoute): string =>
+  route.protocol === "UDP" ? `${clusterId}/${route.service}/UDP` : `${clusterId}/${route.service}`;
 const endpointKey = (e: Endpoint): string => `ep:${e.address}:${e.port}`;
 
 export class Gateway {
@@ -552,7 +554,7 @@ export class Gateway {
         c.readyEndpoints > 0 &&
         this.connectors.has(clusterId) &&
         this.health.available(clusterId) &&
-        this.serviceHealth.available(serviceKey(clusterId, route.service))
+        this.serviceHealth.available(serviceKey(clusterId, route))
       );
     };
   }
@@ -678,7 +680,7 @@ export class Gateway {
           onAccepted: () => {
             accepted = true;
             this.health.connectResult(clusterId, true);
-            this.serviceHealth.connectResult(serviceKey(clusterId, route.service), true);
+            this.serviceHealth.connectResult(serviceKey(clusterId, route), true);
             sums.active.value++;
           },
         },
@@ -704,7 +706,7 @@ export class Gateway {
         connector.flush();
         continue;
       }
-      this.health.connectResult(clusterId, false);
+      this.unanswered(clusterId, route);
       return "not-opened";
     }
     return "not-opened";
@@ -728,10 +730,25 @@ export class Gateway {
     return encodeOpen({ kind, service: route.service, port: route.port, sourceNamespace });
   }
 
+  /**
+   * A peer took a fresh connection, then closed it or kept silent instead of replying to the OPEN.
+   * For a UDP flow that is what a gateway from before UDP does with the `datagram` kind (it closes
+   * on an OPEN it cannot read): the peer is up and its TCP traffic must not suffer, so only this
+   * service's UDP avoids it for a while. Probes still catch a peer that is really down.
+   */
+  private unanswered(clusterId: string, route: ImportRoute): void {
+    if (route.protocol !== "UDP") return this.health.connectResult(clusterId, false);
+    this.serviceHealth.connectResult(serviceKey(clusterId, route), false, true);
+    this.log.warn(
+      { peer: clusterId, service: route.service, port: route.port, protocol: "UDP" },
+      "peer closed a UDP flow's stream without replying: is its gateway older than UDP support?",
+    );
+  }
+
   /** The peer answered: its verdict is definitive, no need to wait for more failures. */
   private peerRefused(clusterId: string, route: ImportRoute, status: ReplyStatusName): void {
     if (status === "draining" || status === "overloaded") this.health.connectResult(clusterId, false, true);
-    else this.serviceHealth.connectResult(serviceKey(clusterId, route.service), false, true);
+    else this.serviceHealth.connectResult(serviceKey(clusterId, route), false, true);
     this.log.warn(
       { peer: clusterId, service: route.service, port: route.port, status },
       "peer refused the stream",
