@@ -3,13 +3,51 @@
  * bulk throughput, new connections per second, round trips, connect + echo + close, idle memory.
  * Also the /proc readings they are judged by.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+
+/** A free TCP port on 127.0.0.1 (free when asked; for the processes a bench starts next). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** Starts a process of a bench, kept in `children` (to stop them all); passes on its errors. */
+export function startProcess(
+  children: ChildProcess[],
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): ChildProcess {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+  child.stderr.on("data", (d: Buffer) => {
+    const text = d.toString();
+    if (/error|fatal|alert/i.test(text)) process.stderr.write(`[${path.basename(cmd)}] ${text}`);
+  });
+  children.push(child);
+  return child;
+}
+
+/** The first line a process prints (a gateway's ready line, a backend's ports). */
+export function firstLine(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      buf += d.toString();
+      const nl = buf.indexOf("\n");
+      if (nl >= 0) resolve(buf.slice(0, nl));
+    });
+    child.once("exit", (code) => reject(new Error(`${String(child.spawnfile)} exited with ${code}`)));
+  });
+}
 
 /** CPU seconds (user + system) a process has used, from /proc (clock ticks of 1/100 s). */
 export function cpuSeconds(pid: number): number {
@@ -77,17 +115,23 @@ export const median = (xs: number[]): number => percentile(xs, 50);
  * ping-pong client, so the client's own pauses do not dominate the tail as a Node client's did),
  * in ms. Every observation is kept so that rounds can be pooled before taking percentiles.
  */
-export function roundTrips(host: string, port: number, seconds: number, attempt = 1): number[] {
+export function roundTrips(
+  host: string,
+  port: number,
+  seconds: number,
+  protocol: "tcp" | "udp" = "tcp",
+  attempt = 1,
+): number[] {
   const log = path.join(os.tmpdir(), `meridian-bench-sockperf-${process.pid}-${port}.csv`);
   let output: string;
   try {
     output = execFileSync(
       "sockperf",
-      ["ping-pong", "--tcp", "-i", host, "-p", String(port), "-m", "64", "-t", String(seconds)].concat([
-        "--full-rtt",
-        "--full-log",
-        log,
-      ]),
+      [
+        "ping-pong",
+        ...(protocol === "tcp" ? ["--tcp"] : []),
+        ...["-i", host, "-p", String(port), "-m", "64", "-t", String(seconds)],
+      ].concat(["--full-rtt", "--full-log", log]),
       { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: (seconds + 20) * 1000 },
     );
   } catch (err) {
@@ -101,7 +145,7 @@ export function roundTrips(host: string, port: number, seconds: number, attempt 
     }
   rmSync(log, { force: true });
   if (rtt.length > 0) return rtt;
-  if (attempt < 3) return roundTrips(host, port, seconds, attempt + 1);
+  if (attempt < 3) return roundTrips(host, port, seconds, protocol, attempt + 1);
   throw new Error(`sockperf measured no round trip through port ${port}: ${output.slice(-400)}`);
 }
 

@@ -66,10 +66,13 @@ import {
   connectEchoClose,
   connectionsPerSecond,
   cpuSeconds,
+  firstLine,
+  freePort,
   idleMemory,
   median,
   percentile,
   roundTrips,
+  startProcess,
   throughput,
 } from "./gateway-phases.js";
 
@@ -137,35 +140,8 @@ function ensureTools(): void {
   });
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
-  child.stderr.on("data", (d: Buffer) => {
-    const text = d.toString();
-    if (/error|fatal|alert/i.test(text)) process.stderr.write(`[${path.basename(cmd)}] ${text}`);
-  });
-  children.push(child);
-  return child;
-}
-
-function firstLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buf = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      buf += d.toString();
-      const nl = buf.indexOf("\n");
-      if (nl >= 0) resolve(buf.slice(0, nl));
-    });
-    child.once("exit", (code) => reject(new Error(`${String(child.spawnfile)} exited with ${code}`)));
-  });
-}
+const start = (cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess =>
+  startProcess(children, cmd, args, env);
 
 async function waitForPort(port: number, host = "127.0.0.1", timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

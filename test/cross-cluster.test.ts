@@ -12,6 +12,7 @@ import { ANNOTATION_ALLOWED_CLUSTERS, ANNOTATION_MODE } from "../src/gateway/kub
 import { GATEWAY_NODE_FLAGS } from "../src/gateway/node-flags.js";
 import { readProcessRecord } from "../src/local/processes.js";
 import type { RoutingSummary } from "../src/cli/mcs.js";
+import type { WhereamiAnswer } from "../src/demo/whereami.js";
 import {
   clusterset,
   eventually,
@@ -24,7 +25,20 @@ import {
 const cs: TestClusterset = await clusterset();
 const PORT = 8080;
 
-const whereamiIn = (cluster: string, ns: string, name: string) => runWhereami(cs, cluster, ns, name, PORT);
+const whereamiIn = (cluster: string, ns: string, name: string, withUdp = false) =>
+  runWhereami(cs, cluster, ns, name, PORT, withUdp);
+
+/** A UDP client in west's network: one datagram to host:port, and the answer (undefined if none). */
+async function udpAnswerIn(from: string, host: string, port: number): Promise<WhereamiAnswer | undefined> {
+  const client = [
+    "const s = require('node:dgram').createSocket('udp4');",
+    "s.on('message', (m) => { process.stdout.write(m); process.exit(0); });",
+    "setTimeout(() => process.exit(3), 2000);",
+    `s.send('hello over udp', ${port}, '${host}');`,
+  ].join(" ");
+  const res = await meridian(["exec", from, "--", process.execPath, "-e", client], { stateDir: cs.stateDir });
+  return res.code === 0 ? (JSON.parse(res.stdout) as WhereamiAnswer) : undefined;
+}
 
 async function exportFrom(
   cluster: string,
@@ -166,35 +180,12 @@ describe("cross-cluster traffic through the gateways", () => {
 
   it("carries UDP: a datagram from west to east's service by name gets east's answer, beside TCP on the same port", async () => {
     const ns = await testNamespace(cs, ["west", "east"]);
-    await whereamiIn("east", ns, "web");
     // whereami answers UDP datagrams on its HTTP port's number; this Service offers both.
-    await cs.client("east").core.createNamespacedService({
-      namespace: ns,
-      body: {
-        metadata: { name: "both" },
-        spec: {
-          selector: { app: "web" },
-          ports: [
-            { name: "http", port: PORT, protocol: "TCP" },
-            { name: "datagrams", port: PORT, protocol: "UDP" },
-          ],
-        },
-      },
-    });
+    await whereamiIn("east", ns, "both", true);
     await exportFrom("east", ns, "both");
-    // A UDP client in a pod of west: sends one datagram to the clusterset name, prints the answer.
-    const client = [
-      "const s = require('node:dgram').createSocket('udp4');",
-      "s.on('message', (m) => { process.stdout.write(m); process.exit(0); });",
-      "setTimeout(() => process.exit(3), 2000);",
-      `s.send('hello over udp', ${PORT}, 'both.${ns}.svc.clusterset.local');`,
-    ].join(" ");
-    const answer = await eventually("east's UDP answer in west", async () => {
-      const res = await meridian(["exec", "west", "--", process.execPath, "-e", client], {
-        stateDir: cs.stateDir,
-      });
-      return res.code === 0 ? (JSON.parse(res.stdout) as { cluster: string; path: string }) : undefined;
-    });
+    const answer = await eventually("east's UDP answer in west", () =>
+      udpAnswerIn("west", `both.${ns}.svc.clusterset.local`, PORT),
+    );
     assert.equal(answer.cluster, "east");
     assert.equal(answer.path, "hello over udp", "the datagram crossed whole");
     assert.equal(await answeredBy("west", ns, "both"), "east", "TCP on the same port number still works");
@@ -347,7 +338,7 @@ describe("cross-cluster traffic through the gateways", () => {
 
   it("in a member whose gateway is a Service, imported slices point at the gateway on allocated ports, which it serves", async () => {
     const ns = await testNamespace(cs, ["west", "east"]);
-    await whereamiIn("east", ns, "viagw");
+    await whereamiIn("east", ns, "viagw", true);
     await exportFrom("east", ns, "viagw");
     const west = cs.client("west");
     const nodeAddress = cs.record.clusters.find((c) => c.name === "west")!.network!.nodeAddress;
@@ -380,8 +371,10 @@ describe("cross-cluster traffic through the gateways", () => {
         );
         return s?.endpoints?.[0]?.addresses[0] === nodeAddress ? s : undefined;
       });
-      const listenPort = slice.ports![0]!.port!;
-      assert.ok(listenPort >= 20000 && listenPort <= 29999, String(listenPort));
+      const portOf = (protocol: string): number =>
+        slice.ports!.find((p) => (p.protocol ?? "TCP") === protocol)!.port!;
+      const [listenPort, udpListenPort] = [portOf("TCP"), portOf("UDP")];
+      for (const p of [listenPort, udpListenPort]) assert.ok(p >= 20000 && p <= 29999, String(p));
       const si = await west.read({
         apiVersion: MCS_API_VERSION,
         kind: "ServiceImport",
@@ -389,7 +382,7 @@ describe("cross-cluster traffic through the gateways", () => {
       });
       assert.equal(
         si?.metadata?.annotations?.["gateway.meridian.dev/listen-ports"],
-        `http/TCP=${listenPort}`,
+        `datagrams/UDP=${udpListenPort},http/TCP=${listenPort}`,
       );
       // A client following the slice, as kube-proxy would, reaches east through the gateway.
       const answer = await eventually("an answer on the slice's endpoint", async () => {
@@ -400,6 +393,11 @@ describe("cross-cluster traffic through the gateways", () => {
         return res.code === 0 ? (JSON.parse(res.stdout) as { cluster: string }) : undefined;
       });
       assert.equal(answer.cluster, "east");
+      // And a UDP client following the slice's UDP port: the gateway serves the datagrams there.
+      const udp = await eventually("a UDP answer on the slice's endpoint", () =>
+        udpAnswerIn("west", nodeAddress, udpListenPort),
+      );
+      assert.equal(udp.cluster, "east");
     } finally {
       await west.discovery.deleteNamespacedEndpointSlice({
         name: "meridian-gateway-local",

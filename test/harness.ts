@@ -180,10 +180,13 @@ export async function runWhereami(
   ns: string,
   name: string,
   port: number,
+  /** The Service offers whereami's UDP answers too, as port "datagrams" (the same number). */
+  withUdp = false,
 ): Promise<void> {
+  const ports = [{ name: "http", port }, ...(withUdp ? [{ name: "datagrams", port, protocol: "UDP" }] : [])];
   await cs.client(cluster).core.createNamespacedService({
     namespace: ns,
-    body: { metadata: { name }, spec: { selector: { app: name }, ports: [{ name: "http", port }] } },
+    body: { metadata: { name }, spec: { selector: { app: name }, ports } },
   });
   const run = await meridian(
     [
