@@ -261,6 +261,26 @@ for (const multiplex of [0, 2]) {
       assert.equal(dns.sources.size, 2, "a new flow, from a new socket");
     });
 
+    it("ends a route's flows after the route's own timeout, not the gateway's", async () => {
+      const dns = await udpBackend("east");
+      const east = await gateway("east", { peers: [], imports: [], exports: [exportingUdp([dns])] });
+      const table = importingUdp([east]);
+      table.imports[0]!.udpFlowIdleMs = 150;
+      const west = await gateway("west", table, { udpFlowIdleMs: 60_000 });
+      const c = await client();
+      assert.equal(await c.ask(west.port("shop/dns:53/UDP"), "one"), "east one");
+      await sleep(400);
+      const active = (): Promise<number> =>
+        metric(west, "connections_active", { direction: "outbound", service: "shop/dns:53/UDP" });
+      assert.equal(await active(), 0, "ended after the route's 150 ms");
+      // A new table with another timeout: the next flows take it.
+      west.routes.set({ ...table, imports: [{ ...table.imports[0]!, udpFlowIdleMs: 60_000 }] });
+      await sleep(50);
+      assert.equal(await (await client()).ask(west.port("shop/dns:53/UDP"), "two"), "east two");
+      await sleep(400);
+      assert.equal(await active(), 1, "the new flow lives by the new timeout");
+    });
+
     it("sends a flow to this cluster's own endpoints directly, and aborts one whose endpoint is not listening", async () => {
       const local = await udpBackend("west");
       const closed = await startUdpBackend("gone");

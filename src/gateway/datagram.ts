@@ -191,7 +191,8 @@ export class DatagramListener {
 
   constructor(
     host: string,
-    private readonly flowIdleMs: number,
+    /** Read for each new flow, so a changed setting applies to the next flows. */
+    private readonly flowIdleMs: () => number,
     private readonly onFlow: (flow: DatagramStream) => void,
     private readonly onDrop: () => void,
   ) {
@@ -231,7 +232,7 @@ export class DatagramListener {
           if (this.flows.get(key) === created) this.flows.delete(key);
         },
         remoteAddress: from.address,
-        flowIdleMs: this.flowIdleMs,
+        flowIdleMs: this.flowIdleMs(),
         onDrop: this.onDrop,
       });
       flow = created;

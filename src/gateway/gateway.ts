@@ -467,7 +467,8 @@ export class Gateway {
     const label = routeKey(state.route.service, state.route.port, "UDP");
     const listener = new DatagramListener(
       host,
-      this.limits.udpFlowIdleMs,
+      // The route is replaced on every table, so a changed timeout applies to the next flows.
+      () => state.route.udpFlowIdleMs ?? this.limits.udpFlowIdleMs,
       (flow) => void this.onLocal(state, flow),
       () => this.metrics.datagramsDropped.inc({ service: label }),
     );

@@ -6,6 +6,7 @@ import type { ServiceExport, ServiceImport } from "../api/mcs.js";
 import {
   ANNOTATION_ALLOWED_CLUSTERS,
   ANNOTATION_MODE,
+  ANNOTATION_UDP_FLOW_TIMEOUT,
   parsePeers,
   PEERS_KEY,
   routingTableFrom,
@@ -129,6 +130,34 @@ describe("routingTableFrom", () => {
     const [route] = routes;
     assert.equal(route!.listenPort, 20004);
     assert.equal(route!.listenHost, undefined, "on the gateway's own address, not the VIP");
+  });
+
+  it("gives an import's UDP routes its own flow timeout, and names an import whose timeout is not one", () => {
+    const short = importOf("dns", ["10.96.0.7"]);
+    short.metadata.annotations = { [ANNOTATION_UDP_FLOW_TIMEOUT]: "2.5" };
+    const bad = importOf("cart", ["10.96.0.5"]);
+    bad.metadata.annotations = { [ANNOTATION_UDP_FLOW_TIMEOUT]: "soon" };
+    const problems: string[] = [];
+    const routes = routingTableFrom(state({ serviceImports: [short, bad] }), problems).imports;
+    assert.deepEqual(
+      routes.map((r) => [`${r.service}:${r.port}/${r.protocol ?? "TCP"}`, r.udpFlowIdleMs]),
+      [
+        ["shop/cart:53/UDP", undefined],
+        ["shop/cart:80/TCP", undefined],
+        ["shop/dns:53/UDP", 2500],
+        ["shop/dns:80/TCP", undefined],
+      ],
+    );
+    assert.deepEqual(problems, [
+      `ServiceImport shop/cart: ${ANNOTATION_UDP_FLOW_TIMEOUT} is "soon", not a number of seconds above 0 ` +
+        "and at most 86400; its UDP flows use the gateway's --udp-flow-timeout",
+    ]);
+    for (const value of ["0", "-1", "", "86401"]) {
+      bad.metadata.annotations = { [ANNOTATION_UDP_FLOW_TIMEOUT]: value };
+      const more: string[] = [];
+      routingTableFrom(state({ serviceImports: [bad] }), more);
+      assert.equal(more.length, 1, `"${value}" is refused`);
+    }
   });
 
   it("leaves flat-mode imports to the pod network", () => {

@@ -46,6 +46,13 @@ export const ANNOTATION_ALLOWED_CLUSTERS = "gateway.meridian.dev/allowed-cluster
  * then reach the exporters' pods directly through the import's EndpointSlices.
  */
 export const ANNOTATION_MODE = "gateway.meridian.dev/mode";
+/**
+ * On a ServiceImport (through the ServiceExport's `spec.exportedAnnotations`): seconds a UDP flow
+ * of this service lives without a datagram, instead of the gateway's `--udp-flow-timeout`. Short
+ * for request/response protocols whose clients use a new port per request (DNS), where every
+ * request is a flow that would otherwise hold a stream until the timeout.
+ */
+export const ANNOTATION_UDP_FLOW_TIMEOUT = "gateway.meridian.dev/udp-flow-timeout";
 const LABEL_KUBERNETES_SERVICE_NAME = "kubernetes.io/service-name";
 
 export type TrafficPolicy = KubernetesObject & {
@@ -115,11 +122,17 @@ function preferredIp(ips: string[] | undefined): string | undefined {
   return ips?.find((ip) => !ip.includes(":")) ?? ips?.[0];
 }
 
-function importRoutes(state: MemberRoutingState, mcsSlices: Map<string, V1EndpointSlice[]>): ImportRoute[] {
+function importRoutes(
+  state: MemberRoutingState,
+  mcsSlices: Map<string, V1EndpointSlice[]>,
+  problems: string[],
+): ImportRoute[] {
   const policies = new Map(
     [...state.trafficPolicies].map((p) => [key(p.metadata?.namespace, p.spec.serviceRef?.name), p.spec]),
   );
-  const routes = [...state.serviceImports].flatMap((si) => routesOfImport(state, si, mcsSlices, policies));
+  const routes = [...state.serviceImports].flatMap((si) =>
+    routesOfImport(state, si, mcsSlices, policies, problems),
+  );
   return routes.sort(byRouteKey);
 }
 
@@ -130,22 +143,46 @@ const byRouteKey = (a: ImportRoute | ExportRoute, b: ImportRoute | ExportRoute):
 const protocolOf = (protocol: string | undefined): Pick<ImportRoute, "protocol"> =>
   protocol === "UDP" ? { protocol: "UDP" } : {};
 
+/** Longest flow timeout the annotation takes: a day (a flow is meant to end when idle). */
+const MAX_UDP_FLOW_TIMEOUT_SECONDS = 86_400;
+
+/** The import's own UDP flow timeout, if it sets a valid one; an invalid one is a problem, named. */
+function udpFlowTimeout(
+  si: ServiceImport & KubernetesObject,
+  problems: string[],
+): Pick<ImportRoute, "udpFlowIdleMs"> {
+  const raw = si.metadata?.annotations?.[ANNOTATION_UDP_FLOW_TIMEOUT];
+  if (raw === undefined) return {};
+  const seconds = Number(raw);
+  if (raw.trim() !== "" && seconds > 0 && seconds <= MAX_UDP_FLOW_TIMEOUT_SECONDS)
+    return { udpFlowIdleMs: Math.round(seconds * 1000) };
+  problems.push(
+    `ServiceImport ${key(si.metadata?.namespace, si.metadata?.name)}: ${ANNOTATION_UDP_FLOW_TIMEOUT} is ` +
+      `"${raw}", not a number of seconds above 0 and at most ${MAX_UDP_FLOW_TIMEOUT_SECONDS}; ` +
+      `its UDP flows use the gateway's --udp-flow-timeout`,
+  );
+  return {};
+}
+
 /** One ServiceImport's routes: one per TCP or UDP port this member's gateway serves it on. */
 function routesOfImport(
   state: MemberRoutingState,
   si: ServiceImport & KubernetesObject,
   mcsSlices: Map<string, V1EndpointSlice[]>,
   policies: Map<string, TrafficPolicy["spec"]>,
+  problems: string[],
 ): ImportRoute[] {
   const listen = importListener(state, si);
   if (!listen) return [];
+  const ports = si.spec.ports ?? [];
+  const flowTimeout = ports.some((p) => p.protocol === "UDP") ? udpFlowTimeout(si, problems) : {};
   const service = key(si.metadata?.namespace, si.metadata?.name);
   const bySource = [
     ...groupBy(mcsSlices.get(service) ?? [], (s) => s.metadata?.labels?.[LABEL_SOURCE_CLUSTER]),
   ].sort(([a], [b]) => a.localeCompare(b));
   const policy = policies.get(service);
   const routes: ImportRoute[] = [];
-  for (const port of si.spec.ports ?? []) {
+  for (const port of ports) {
     if (!gatewayCarries(port.protocol)) continue;
     const listenPort = listen.allocated.get(portRef(port.name, port.protocol));
     if (listen.allocated.size > 0 && listenPort === undefined) continue;
@@ -153,6 +190,7 @@ function routesOfImport(
       service,
       port: port.port,
       ...protocolOf(port.protocol),
+      ...(port.protocol === "UDP" ? flowTimeout : {}),
       ...listenAddress(state.listenOn, listen.vip, port.port, listenPort),
       ...routeTargets(state.clusterId, bySource, port),
       ...(policy ? { policy: withoutServiceRef(policy) } : {}),
@@ -273,7 +311,7 @@ export function routingTableFrom(state: MemberRoutingState, problems: string[] =
   });
   return {
     peers: state.peers.filter((p) => p.clusterId !== state.clusterId),
-    imports: importRoutes(state, mcsSlices),
+    imports: importRoutes(state, mcsSlices, problems),
     exports: exportRoutes(state, ownSlices, problems),
     ...(state.accessDefault ? { accessDefault: state.accessDefault } : {}),
   };

@@ -71,6 +71,9 @@ describe("validateRoutingTable and UDP", () => {
       "imports[1]: duplicate shop/web:80/UDP",
       "imports: two routes share a listenPort",
     ]);
+    assert.deepEqual(validateRoutingTable({ ...good, imports: [{ ...udp, udpFlowIdleMs: 0 }] }), [
+      "imports[0].udpFlowIdleMs: must be above 0",
+    ]);
     const sctp = { ...good, exports: [{ ...good.exports[0]!, protocol: "SCTP" }] } as unknown as RoutingTable;
     assert.deepEqual(validateRoutingTable(sctp), ["exports[0].protocol: must be TCP or UDP"]);
   });

@@ -39,6 +39,8 @@ export interface ImportRoute {
   port: number;
   /** Default TCP. A UDP route listens for datagrams and carries each client address's flow as a stream. */
   protocol?: RouteProtocol;
+  /** UDP only: this route's flow timeout instead of the gateway's `udpFlowIdleMs`. */
+  udpFlowIdleMs?: number;
   /** Local listener for this (service, port); 0 lets the gateway pick (see `Gateway.listenPorts`). */
   listenPort: number;
   /**
@@ -98,6 +100,18 @@ function checkEndpoints(eps: unknown, where: string, errors: string[]): void {
   });
 }
 
+/** A route's protocol, and a UDP flow timeout where it has one. */
+function checkTransport(
+  r: { protocol?: unknown; udpFlowIdleMs?: unknown },
+  where: string,
+  errors: string[],
+): void {
+  if (!PROTOCOLS.has(r.protocol)) errors.push(`${where}.protocol: must be TCP or UDP`);
+  const idle = r.udpFlowIdleMs;
+  if (idle !== undefined && !(typeof idle === "number" && Number.isFinite(idle) && idle > 0))
+    errors.push(`${where}.udpFlowIdleMs: must be above 0`);
+}
+
 /** Checks a table from an untrusted source; returns the errors, each naming its field. */
 export function validateRoutingTable(t: Partial<RoutingTable>): string[] {
   const errors: string[] = [];
@@ -120,7 +134,7 @@ export function validateRoutingTable(t: Partial<RoutingTable>): string[] {
     if (!Number.isInteger(r.port) || r.port < 1 || r.port > 65535) errors.push(`${where}.port: 1–65535`);
     if (!Number.isInteger(r.listenPort) || r.listenPort < 0 || r.listenPort > 65535)
       errors.push(`${where}.listenPort: 0–65535`);
-    if (!PROTOCOLS.has(r.protocol)) errors.push(`${where}.protocol: must be TCP or UDP`);
+    checkTransport(r, where, errors);
     const key = routeKey(r.service, r.port, r.protocol);
     if (seen.has(key)) errors.push(`${where}: duplicate ${key}`);
     seen.add(key);
@@ -136,7 +150,7 @@ export function validateRoutingTable(t: Partial<RoutingTable>): string[] {
     const where = `exports[${i}]`;
     if (!isServiceKey(r.service)) errors.push(`${where}.service: must be namespace/name`);
     if (!Number.isInteger(r.port) || r.port < 1 || r.port > 65535) errors.push(`${where}.port: 1–65535`);
-    if (!PROTOCOLS.has(r.protocol)) errors.push(`${where}.protocol: must be TCP or UDP`);
+    checkTransport(r, where, errors);
     checkEndpoints(r.endpoints, `${where}.endpoints`, errors);
   });
   if (t.accessDefault !== undefined && t.accessDefault !== "allow" && t.accessDefault !== "deny")
