@@ -15,9 +15,8 @@ import net from "node:net";
 import { Duplex } from "node:stream";
 import type { Endpoint } from "./routes.js";
 
-export const RECORD_HEADER = 2;
-/** Largest UDP payload (IPv6 without jumbograms; IPv4's is 65,507); fits the 2-byte length. */
-export const MAX_DATAGRAM = 65_527;
+/** A record's length field: 2 bytes hold any UDP payload (at most 65,527 bytes, IPv6 without jumbograms). */
+const RECORD_HEADER = 2;
 /** Received datagrams waiting for the stream beyond this many bytes are dropped. */
 export const DATAGRAM_QUEUE_LIMIT = 256 * 1024;
 
