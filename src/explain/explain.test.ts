@@ -187,6 +187,14 @@ describe("explain", () => {
     udp.gateway!.services.push({ ...udp.gateway!.services[0]!, port: 53, protocol: "UDP" });
     assert.equal(step(udp, "gateway").status, "ok", "UDP crosses the gateways");
 
+    const udpOnly = healthy();
+    udpOnly.serviceImport!.ports = [{ port: 53, protocol: "UDP" }];
+    udpOnly.gateway!.services = [{ ...udpOnly.gateway!.services[0]!, port: 53, protocol: "UDP" }];
+    delete udpOnly.connection;
+    assert.equal(step(udpOnly, "gateway").status, "ok");
+    assert.match(step(udpOnly, "connection").detail, /only UDP ports, and a UDP service need not answer/);
+    assert.equal(explain(udpOnly).reachable, true, "an untried probe does not make it unreachable");
+
     const notSeen = healthy();
     notSeen.gateway!.services = [];
     assert.match(step(notSeen, "gateway").hint!, /has not seen the import yet/);

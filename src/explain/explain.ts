@@ -338,6 +338,13 @@ function routingStep(input: ExplainInput): ExplainStep {
 }
 
 function connectionStep(input: ExplainInput): ExplainStep {
+  const ports = input.serviceImport?.ports ?? [];
+  if (!input.connection && ports.length > 0 && ports.every((p) => p.protocol === "UDP"))
+    return {
+      check: "connection",
+      status: "skipped",
+      detail: "not tried: the import has only UDP ports, and a UDP service need not answer a probe",
+    };
   if (!input.connection) return { check: "connection", status: "skipped", detail: "not tried" };
   return input.connection.ok
     ? { check: "connection", status: "ok", detail: input.connection.detail }
