@@ -186,7 +186,13 @@ describe("meridian dashboard", () => {
       const row = page.getByRole("row", { name: /^north/ });
       await row.getByText("Unhealthy").waitFor({ timeout: 30_000 });
       assert.match(await row.innerText(), /unreachable/i);
-      assert.match(await page.getByRole("row", { name: /^east/ }).innerText(), /Healthy/);
+      // The rest keep being served. Read when it says so, not at one instant: on 2 busy cores a
+      // probe of east can hit a dropped keep-alive connection while north dies, and the next
+      // probe puts it right.
+      await page
+        .getByRole("row", { name: /^east/ })
+        .getByText("Healthy", { exact: true })
+        .waitFor({ timeout: 15_000 });
       await shot("member-unhealthy");
     } finally {
       const res = await meridian(["up"], { stateDir: cs.stateDir, timeoutMs: 120_000 });
