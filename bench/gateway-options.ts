@@ -30,7 +30,7 @@ export interface GatewayBenchOptions {
 }
 
 /** A number flag that must be a whole number of at least `min`. */
-function wholeNumber(flag: string, text: string, min: number): number {
+export function wholeNumber(flag: string, text: string, min: number): number {
   const n = Number(text);
   if (text.trim() === "" || !Number.isInteger(n) || n < min)
     throw new Error(`--${flag} takes a whole number of at least ${min}, not "${text}"`);

@@ -44,6 +44,7 @@ import {
   roundTrips,
   startProcess,
 } from "./gateway-phases.js";
+import { wholeNumber } from "./gateway-options.js";
 
 const { values } = parseArgs({
   options: {
@@ -53,15 +54,9 @@ const { values } = parseArgs({
     profile: { type: "string" },
   },
 });
-const wholeNumber = (flag: string, text: string): number => {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1)
-    throw new Error(`--${flag} takes a whole number of at least 1, not "${text}"`);
-  return n;
-};
-const SECONDS = wholeNumber("seconds", values.seconds);
-const ROUNDS = wholeNumber("rounds", values.rounds);
-const FLOWS = wholeNumber("flows", values.flows);
+const SECONDS = wholeNumber("seconds", values.seconds, 1);
+const ROUNDS = wholeNumber("rounds", values.rounds, 1);
+const FLOWS = wholeNumber("flows", values.flows, 1);
 /** Where the gateways leave their V8 CPU profiles (`--cpu-prof`), one folder each. */
 const PROFILE = values.profile ? path.resolve(values.profile) : undefined;
 const CLUSTERSET = "bench.udp";
