@@ -95,7 +95,11 @@ export class RestClient {
     return base;
   }
 
-  /** One JSON request; resolves with the parsed body, rejects with ApiError on a non-2xx status. */
+  /**
+   * One JSON request; resolves with the parsed body, rejects with ApiError on a non-2xx status.
+   * A read whose kept-alive connection turns out closed (the server dropped it while idle, racing
+   * the request) is sent once more on a new connection: the server never saw it.
+   */
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
     const options = await this.options(method, path, opts);
     const payload =
@@ -104,10 +108,28 @@ export class RestClient {
         : typeof opts.body === "string"
           ? opts.body
           : JSON.stringify(opts.body);
+    try {
+      return await this.send<T>(`${method} ${path}`, options, payload, opts);
+    } catch (err) {
+      if (!(err instanceof StaleConnectionError)) throw err;
+      if (!RETRYABLE_METHODS.has(method)) throw err.cause;
+      // Not from the pool, where more connections the server closed may be waiting.
+      return this.send<T>(`${method} ${path}`, { ...options, agent: false }, payload, opts);
+    }
+  }
+
+  private send<T>(
+    what: string,
+    options: https.RequestOptions,
+    payload: string | undefined,
+    opts: RequestOptions,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
+      let answered = false;
       const req = (this.server.protocol === "https:" ? https : http).request(
         { ...options, signal: opts.signal },
         (res) => {
+          answered = true;
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
           res.on("end", () => {
@@ -122,19 +144,22 @@ export class RestClient {
               try {
                 resolve((text ? JSON.parse(text) : {}) as T);
               } catch (err) {
-                reject(new Error(`${this.cluster}: ${method} ${path}: unparsable response`, { cause: err }));
+                reject(new Error(`${this.cluster}: ${what}: unparsable response`, { cause: err }));
               }
               return;
             }
-            reject(toApiError(status, text, `${method} ${path}`));
+            reject(toApiError(status, text, what));
           });
           res.on("error", reject);
         },
       );
       req.setTimeout(opts.timeoutMs ?? 30_000, () =>
-        req.destroy(new Error(`${this.cluster}: ${method} ${path}: timed out`)),
+        req.destroy(new Error(`${this.cluster}: ${what}: timed out`)),
       );
-      req.on("error", reject);
+      req.on("error", (err: NodeJS.ErrnoException) => {
+        const stale = !answered && req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE");
+        reject(stale ? new StaleConnectionError(err) : err);
+      });
       req.end(payload);
     });
   }
@@ -187,6 +212,17 @@ export class RestClient {
   close(): void {
     this.agent?.destroy();
     this.agent = undefined;
+  }
+}
+
+/** Reads, which the server cannot have acted on when the request never reached it. */
+const RETRYABLE_METHODS = new Set(["GET", "HEAD"]);
+
+/** The request went out on a kept-alive connection the server had already closed. */
+class StaleConnectionError extends Error {
+  constructor(cause: NodeJS.ErrnoException) {
+    super(cause.message, { cause });
+    this.name = "StaleConnectionError";
   }
 }
 
