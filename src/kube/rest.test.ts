@@ -25,7 +25,8 @@ describe("RestClient on a kept-alive connection the server has closed", () => {
       req.resume();
       req.on("end", () => {
         res.setHeader("Content-Type", "application/json");
-        res.end(JSON.stringify({ path: req.url, connection: requestsPerSocket.size }));
+        if (req.url!.startsWith("/watch")) res.end('{"n":1}\n{"n":2}\n');
+        else res.end(JSON.stringify({ path: req.url }));
       });
     });
     server.keepAliveTimeout = 60_000;
@@ -61,6 +62,14 @@ describe("RestClient on a kept-alive connection the server has closed", () => {
     const answer = await client.request<{ path: string }>("GET", "/c");
     assert.equal(answer.path, "/c");
     assert.deepEqual(received.slice(2), ["GET /c", "GET /c"]);
+  });
+
+  it("opens a watch again on a new connection", async () => {
+    await client.request("GET", "/first");
+    const lines: string[] = [];
+    await client.stream("/watch", {}, (line) => lines.push(line), new AbortController().signal);
+    assert.deepEqual(lines, ['{"n":1}', '{"n":2}']);
+    assert.deepEqual(received, ["GET /first", "GET /watch", "GET /watch"]);
   });
 
   it("does not send a write twice: the error reaches the caller", async () => {

@@ -98,7 +98,7 @@ export class RestClient {
   /**
    * One JSON request; resolves with the parsed body, rejects with ApiError on a non-2xx status.
    * A read whose kept-alive connection turns out closed (the server dropped it while idle, racing
-   * the request) is sent once more on a new connection: the server never saw it.
+   * the request) is sent once more on a new connection (`retryStale`).
    */
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
     const options = await this.options(method, path, opts);
@@ -108,14 +108,7 @@ export class RestClient {
         : typeof opts.body === "string"
           ? opts.body
           : JSON.stringify(opts.body);
-    try {
-      return await this.send<T>(`${method} ${path}`, options, payload, opts);
-    } catch (err) {
-      if (!(err instanceof StaleConnectionError)) throw err;
-      if (!RETRYABLE_METHODS.has(method)) throw err.cause;
-      // Not from the pool, where more connections the server closed may be waiting.
-      return this.send<T>(`${method} ${path}`, { ...options, agent: false }, payload, opts);
-    }
+    return retryStale(options, (o) => this.send<T>(`${method} ${path}`, o, payload, opts));
   }
 
   private send<T>(
@@ -156,17 +149,15 @@ export class RestClient {
       req.setTimeout(opts.timeoutMs ?? 30_000, () =>
         req.destroy(new Error(`${this.cluster}: ${what}: timed out`)),
       );
-      req.on("error", (err: NodeJS.ErrnoException) => {
-        const stale = !answered && req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE");
-        reject(stale ? new StaleConnectionError(err) : err);
-      });
+      req.on("error", (err) => reject(failure(req, answered, err)));
       req.end(payload);
     });
   }
 
   /**
    * A streaming GET: calls `onLine` for every newline-terminated line until the server ends the
-   * response (resolves) or the request fails or is aborted (rejects).
+   * response (resolves) or the request fails or is aborted (rejects). Like `request`, it is sent
+   * again on a new connection when its kept-alive one turns out closed.
    */
   async stream(
     path: string,
@@ -175,10 +166,21 @@ export class RestClient {
     signal: AbortSignal,
   ): Promise<void> {
     const options = await this.options("GET", path, { query });
+    return retryStale(options, (o) => this.openStream(path, o, onLine, signal));
+  }
+
+  private openStream(
+    path: string,
+    options: https.RequestOptions,
+    onLine: (line: string) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      let answered = false;
       const req = (this.server.protocol === "https:" ? https : http).request(
         { ...options, signal },
         (res) => {
+          answered = true;
           const status = res.statusCode ?? 0;
           if (status < 200 || status >= 300) {
             const chunks: Buffer[] = [];
@@ -204,7 +206,7 @@ export class RestClient {
           res.on("aborted", () => reject(new Error("watch stream aborted")));
         },
       );
-      req.on("error", reject);
+      req.on("error", (err) => reject(failure(req, answered, err)));
       req.end();
     });
   }
@@ -223,6 +225,30 @@ class StaleConnectionError extends Error {
   constructor(cause: NodeJS.ErrnoException) {
     super(cause.message, { cause });
     this.name = "StaleConnectionError";
+  }
+}
+
+/** A request's error; the server closing a kept-alive connection under it is told apart. */
+function failure(req: http.ClientRequest, answered: boolean, err: NodeJS.ErrnoException): Error {
+  const stale = !answered && req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE");
+  return stale ? new StaleConnectionError(err) : err;
+}
+
+/**
+ * Runs `attempt`, and once more on a new connection if it went out on a kept-alive one the server
+ * had closed: a read the server never saw. A write is not repeated; its error reaches the caller.
+ */
+async function retryStale<T>(
+  options: https.RequestOptions,
+  attempt: (options: https.RequestOptions) => Promise<T>,
+): Promise<T> {
+  try {
+    return await attempt(options);
+  } catch (err) {
+    if (!(err instanceof StaleConnectionError)) throw err;
+    if (!RETRYABLE_METHODS.has(options.method ?? "GET")) throw err.cause;
+    // Not from the pool, where more connections the server closed may be waiting.
+    return attempt({ ...options, agent: false });
   }
 }
 
