@@ -11,7 +11,6 @@ const defaults: RunOptions = {
   sourceNamespaces: true,
   accessDefault: "allow",
   certLifetime: "86400",
-  maxConnections: "20000",
   idleTimeout: "3600",
   udpFlowTimeout: "30",
   drainTimeout: "10",
@@ -33,6 +32,10 @@ describe("gateway run's flags", () => {
     assert.deepEqual(settings.locality, { region: "eu", zone: "eu-1" });
     assert.equal(settings.prepareListenHost, undefined);
     assert.deepEqual(settings.pool, { multiplex: 2 });
+  });
+
+  it("leaves the connections per direction to the gateway without --max-connections", () => {
+    assert.deepEqual(gatewaySettings(defaults).limits, { idleTimeoutMs: 3_600_000, udpFlowIdleMs: 30_000 });
   });
 
   it("takes --multiplex 0 for a connection per stream", () => {

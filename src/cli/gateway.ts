@@ -55,7 +55,7 @@ export interface RunOptions {
   region?: string;
   zone?: string;
   metrics?: string;
-  maxConnections: string;
+  maxConnections?: string;
   idleTimeout: string;
   udpFlowTimeout: string;
   drainTimeout: string;
@@ -177,7 +177,9 @@ export function gatewaySettings(
     localListenHost: o.listenLocal,
     ...(o.serveClusterSetIps ? { prepareListenHost: addLocalAddress } : {}),
     limits: {
-      maxConnections: positiveInteger(o.maxConnections, "--max-connections"),
+      ...(o.maxConnections !== undefined
+        ? { maxConnections: positiveInteger(o.maxConnections, "--max-connections") }
+        : {}),
       idleTimeoutMs: seconds(o.idleTimeout, "--idle-timeout"),
       udpFlowIdleMs: seconds(o.udpFlowTimeout, "--udp-flow-timeout"),
     },
@@ -306,7 +308,10 @@ export function registerGatewayCommands(program: Command): void {
     .option("--region <region>", "this cluster's region (locality)")
     .option("--zone <zone>", "this cluster's zone (locality)")
     .option("--metrics <host:port>", "serve /metrics, /healthz, /readyz")
-    .option("--max-connections <n>", "proxied connections at once, per direction", "20000")
+    .option(
+      "--max-connections <n>",
+      "proxied connections at once, per direction (default: 20000, or fewer if the open-file limit leaves room for fewer)",
+    )
     .option("--idle-timeout <seconds>", "close connections idle this long", "3600")
     .option(
       "--udp-flow-timeout <seconds>",

@@ -13,6 +13,7 @@ import type { Backend, TestGateway } from "./fixtures.js";
 import { exchange, makeClusterset, startBackend, startGateway } from "./fixtures.js";
 import type { RoutingTable } from "./routes.js";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "./trust.js";
+import { connectionBudget } from "./file-limit.js";
 import { FileIdentity } from "./identity.js";
 import { MIN_IN_FLIGHT } from "./mux-window.js";
 import { encodeOpen, FIN_FRAME, FrameDecoder, ReplyStatus } from "./protocol.js";
@@ -85,7 +86,6 @@ function importing(
   };
 }
 
-/** Opens `n` connections one after another and counts answers by content ("" for a failure). */
 /** The value once it has stayed the same for `quietMs` (a pool that has stopped dialing). */
 async function settled(read: () => Promise<number>, quietMs = 400): Promise<number> {
   let value = await read();
@@ -100,6 +100,7 @@ async function settled(read: () => Promise<number>, quietMs = 400): Promise<numb
   return value;
 }
 
+/** Opens `n` connections one after another and counts answers by content ("" for a failure). */
 async function tally(port: number, n: number): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
   for (let i = 0; i < n; i++) {
@@ -309,6 +310,67 @@ describe("data path", () => {
     assert.equal(await exchange(port, "x").catch(() => ""), "");
     assert.equal(await a.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
     for (const h of held) h.destroy();
+  });
+});
+
+describe("the open-file limit", () => {
+  /** Opens `n` connections through `port` and waits for each to echo. */
+  const hold = (port: number, n: number): Promise<net.Socket[]> =>
+    Promise.all(
+      Array.from({ length: n }, async () => {
+        const s = net.connect({ port, host: "127.0.0.1" });
+        s.on("error", () => {});
+        s.write("hold");
+        await new Promise((r) => s.once("data", r));
+        return s;
+      }),
+    );
+  const openFileLimit = { soft: 4, hard: 4 };
+  const budget = connectionBudget(openFileLimit.soft, MULTIPLEX);
+
+  it("refuses streams from peers beyond what it leaves room for, and counts them", async () => {
+    const echo = await backend("east", "echo");
+    const b = await gateway("east", exporting("shop/fd-in", [echo]), { openFileLimit });
+    const a = await gateway("west", importing("shop/fd-in", [b]));
+    const port = a.port("shop/fd-in:80");
+    const held = await hold(port, budget);
+    assert.equal(await exchange(port, "x").catch(() => ""), "");
+    assert.equal(await b.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    for (const s of held) s.destroy();
+    // The importing side set east aside briefly for the refusal (passive health); then room again.
+    let answer = "";
+    for (const deadline = Date.now() + 5000; answer === "" && Date.now() < deadline; await sleep(100))
+      answer = await exchange(port, "again").catch(() => "");
+    assert.equal(answer, "again", "room again once connections close");
+  });
+
+  it("counts both directions together against it", async () => {
+    const echo = await backend("east", "echo");
+    const other = await backend("west", "echo");
+    const e = await gateway("east", exporting("shop/both", [echo]), {
+      limits: { maxConnections: 100, connectionBudget: 2 },
+    });
+    const westTable = importing("shop/both", [e]);
+    const w = await gateway("west", { ...westTable, exports: exporting("shop/other", [other]).exports });
+    const eastTable = importing("shop/other", [w]);
+    e.routes.set({ ...eastTable, exports: exporting("shop/both", [echo]).exports });
+    await sleep(100);
+    const inbound = await hold(w.port("shop/both:80"), 1);
+    const outbound = await hold(e.port("shop/other:80"), 1);
+    assert.equal(await exchange(e.port("shop/other:80"), "x").catch(() => ""), "");
+    assert.equal(await e.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    for (const s of [...inbound, ...outbound]) s.destroy();
+  });
+
+  it("refuses local clients beyond what it leaves room for, and counts them", async () => {
+    const echo = await backend("east", "echo");
+    const b = await gateway("east", exporting("shop/fd-out", [echo]));
+    const a = await gateway("west", importing("shop/fd-out", [b]), { openFileLimit });
+    const port = a.port("shop/fd-out:80");
+    const held = await hold(port, budget);
+    assert.equal(await exchange(port, "x").catch(() => ""), "");
+    assert.equal(await a.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    for (const s of held) s.destroy();
   });
 });
 

@@ -16,6 +16,13 @@ import type { SecureContext, TLSSocket } from "node:tls";
 import type { Logger } from "../observability/logger.js";
 import { createLogger } from "../observability/logger.js";
 import { decideAccess } from "./access.js";
+import type { OpenFileLimit } from "./file-limit.js";
+import {
+  connectionBudget,
+  DEFAULT_MAX_CONNECTIONS,
+  maxConnectionsWarning,
+  readOpenFileLimit,
+} from "./file-limit.js";
 import { connectDatagram, DatagramListener } from "./datagram.js";
 import type { HealthSnapshot } from "./health.js";
 import { HealthTracker, jitteredDelay } from "./health.js";
@@ -45,8 +52,14 @@ import type { EarlyData, PlainSocket } from "./tunnel.js";
 import { bridge, pipeBoth, readFrom, skipStream } from "./tunnel.js";
 
 export interface GatewayLimits {
-  /** Proxied connections at once, per direction (default 20,000). */
+  /** Proxied connections at once, per direction (default 20,000, or the connection budget if lower). */
   maxConnections: number;
+  /**
+   * Proxied connections at once, both directions together: what the open-file limit leaves room
+   * for (default from this process's soft limit, `src/gateway/file-limit.ts`; unbounded where
+   * the limit is unknown).
+   */
+  connectionBudget: number;
   /** A connection with no bytes either way for this long is closed (default 1 h, like kube-proxy's conntrack). */
   idleTimeoutMs: number;
   /** Dialing a peer gateway or an endpoint (default 3 s). */
@@ -96,6 +109,8 @@ export interface GatewayOptions {
   logger?: Logger;
   metrics?: GatewayMetrics;
   clock?: () => number;
+  /** This process's open-file limit (default: read from /proc); sets the connection budget. */
+  openFileLimit?: OpenFileLimit;
 }
 
 /** One imported (service, port) as `status` shows it. */
@@ -132,6 +147,7 @@ export class Gateway {
   readonly health: HealthTracker;
   private readonly log: Logger;
   private readonly limits: GatewayLimits;
+  private readonly fileLimit: OpenFileLimit | undefined;
   private readonly probeOptions: ProbeOptions;
   private readonly poolOptions: PoolOptions;
   private readonly clock: () => number;
@@ -164,8 +180,13 @@ export class Gateway {
     this.clock = o.clock ?? Date.now;
     this.metrics = o.metrics ?? new GatewayMetrics();
     this.log = o.logger ?? createLogger("gateway");
+    this.fileLimit = "openFileLimit" in o ? o.openFileLimit : readOpenFileLimit();
+    const budget = this.fileLimit
+      ? connectionBudget(this.fileLimit.soft, o.pool?.multiplex ?? 0)
+      : Number.POSITIVE_INFINITY;
     this.limits = {
-      maxConnections: 20_000,
+      maxConnections: Math.min(DEFAULT_MAX_CONNECTIONS, budget),
+      connectionBudget: budget,
       idleTimeoutMs: 3_600_000,
       connectTimeoutMs: 3000,
       peerIdleMs: 60_000,
@@ -242,10 +263,23 @@ export class Gateway {
       this.metrics.refusals.inc({ reason: "handshake-failed", cluster: "", service: "" });
       this.log.warn({ err: err.code ?? err.message, remote: s.remoteAddress }, "peer TLS handshake failed");
     });
-    await listen(this.peerServer, this.o.peerListen.port, this.o.peerListen.host);
+    await listen(this.peerServer, this.o.peerListen.port, this.o.peerListen.host, this.log);
     this.unsubscribe = this.o.routes.subscribe((t) => void this.apply(t));
     await this.apply(this.o.routes.current());
-    this.log.info({ cluster: this.o.clusterId, peerPort: this.peerPort }, "gateway started");
+    this.log.info(
+      {
+        cluster: this.o.clusterId,
+        peerPort: this.peerPort,
+        maxConnections: this.limits.maxConnections,
+        connectionBudget: this.limits.connectionBudget,
+      },
+      "gateway started",
+    );
+    if (this.fileLimit) {
+      const { connectionBudget: budget } = this.limits;
+      const warning = maxConnectionsWarning(this.fileLimit, budget, this.o.limits?.maxConnections);
+      if (warning) this.log.warn({ openFiles: this.fileLimit.soft }, warning);
+    }
   }
 
   /**
@@ -493,7 +527,7 @@ export class Gateway {
       },
       (s) => void this.onLocal(state, s),
     );
-    await listen(server, state.route.listenPort, host);
+    await listen(server, state.route.listenPort, host, this.log);
     state.server = server;
     state.listenPort = (server.address() as net.AddressInfo).port;
   }
@@ -578,6 +612,18 @@ export class Gateway {
     socket.on("close", this.untrack);
   }
 
+  /**
+   * Whether a new proxied connection is refused: while draining, at the limit of its direction
+   * (`open`), or when the open-file limit leaves no room for one more in either direction.
+   */
+  private refusesMore(open: number): boolean {
+    return (
+      this.draining ||
+      open >= this.limits.maxConnections ||
+      this.outbound + this.inbound >= this.limits.connectionBudget
+    );
+  }
+
   /** One listener for every tracked socket, not a closure each. */
   private readonly untrack = removerFrom(this.activeSockets);
 
@@ -586,7 +632,7 @@ export class Gateway {
   private async onLocal(state: ImportState, client: PlainSocket): Promise<void> {
     const service = state.route.service;
     client.on("error", ignoreError);
-    if (this.draining || this.outbound >= this.limits.maxConnections) {
+    if (this.refusesMore(this.outbound)) {
       this.metrics.refusals.inc({ reason: "limit", cluster: this.o.clusterId, service });
       client.destroy();
       return;
@@ -784,12 +830,14 @@ export class Gateway {
         this.track(socket);
         return socket;
       } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // Out of descriptors is this process's trouble, not the endpoint's: no ejection, no retry.
+        if (code === "EMFILE" || code === "ENFILE") {
+          this.log.warn({ service: route.service, port: route.port, err: code }, "out of file descriptors");
+          return undefined;
+        }
         // A refused connection is definitive: that endpoint is not listening.
-        this.health.connectResult(
-          endpointKey(e),
-          false,
-          (err as NodeJS.ErrnoException).code === "ECONNREFUSED",
-        );
+        this.health.connectResult(endpointKey(e), false, code === "ECONNREFUSED");
       }
     }
     return undefined;
@@ -881,7 +929,7 @@ export class Gateway {
     if (!route) return this.refuseStream(socket, req, rest, "unknownService");
     if (this.deniesAccess(source, route, req, labelService))
       return this.refuseStream(socket, req, rest, "accessDenied");
-    if (this.draining || this.inbound >= this.limits.maxConnections) {
+    if (this.refusesMore(this.inbound)) {
       this.metrics.refusals.inc({ reason: "limit", cluster: source.clusterId, service: labelService });
       return this.refuseStream(socket, req, rest, this.draining ? "draining" : "overloaded");
     }
@@ -1045,11 +1093,15 @@ function connectTcp(e: Endpoint, timeoutMs: number): Promise<net.Socket> {
   });
 }
 
-function listen(server: net.Server, port: number, host: string): Promise<void> {
+function listen(server: net.Server, port: number, host: string, log: Logger): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen({ port, host, backlog: 4096 }, () => {
       server.off("error", reject);
+      // A failed accept (out of descriptors, say) is reported here; the listener itself goes on.
+      server.on("error", (err: NodeJS.ErrnoException) =>
+        log.warn({ port, err: err.code ?? err.message }, "could not accept a connection"),
+      );
       resolve();
     });
   });

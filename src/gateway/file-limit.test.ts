@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { connectionBudget, maxConnectionsWarning, parseOpenFileLimit } from "./file-limit.js";
+
+const limitsText = (soft: string, hard: string): string =>
+  [
+    "Limit                     Soft Limit           Hard Limit           Units     ",
+    "Max processes             127431               127431               processes ",
+    `Max open files            ${soft.padEnd(20)} ${hard.padEnd(20)} files     `,
+    "Max locked memory         8388608              8388608              bytes     ",
+  ].join("\n");
+
+describe("the open-file limit", () => {
+  it("is read from /proc/<pid>/limits", () => {
+    assert.deepEqual(parseOpenFileLimit(limitsText("1024", "524288")), { soft: 1024, hard: 524288 });
+    assert.deepEqual(parseOpenFileLimit(limitsText("65536", "unlimited")), { soft: 65536, hard: undefined });
+    assert.equal(parseOpenFileLimit(limitsText("unlimited", "unlimited")), undefined);
+    assert.equal(parseOpenFileLimit("Max processes 10 10 processes"), undefined);
+  });
+
+  it("is this process's own, with the soft limit raised to the hard one as Node starts", () => {
+    const script = path.join(path.dirname(new URL(import.meta.url).pathname), "file-limit.ts");
+    const out = execFileSync(
+      "prlimit",
+      [
+        "--nofile=300:4000",
+        process.execPath,
+        "--import",
+        "tsx",
+        "-e",
+        `import(${JSON.stringify(script)}).then((m) => console.log(JSON.stringify(m.readOpenFileLimit())))`,
+      ],
+      { encoding: "utf8" },
+    );
+    assert.deepEqual(JSON.parse(out), { soft: 4000, hard: 4000 });
+  });
+
+  it("leaves a reserve for listeners, peers and watches, and counts a peer connection per stream without multiplexing", () => {
+    assert.equal(connectionBudget(20_000, 2), 18_976);
+    assert.equal(connectionBudget(20_000, 0), 9_488);
+    assert.equal(connectionBudget(1024, 2), 768);
+    assert.equal(connectionBudget(8, 2), 6);
+  });
+
+  it("warns when --max-connections asks for more than the limit leaves room for, and only then", () => {
+    const warning = maxConnectionsWarning({ soft: 20_000, hard: 20_000 }, 18_976, 50_000);
+    assert.match(
+      warning!,
+      /--max-connections 50000 is more than the open-file limit \(20000\).*beyond 18976/,
+    );
+    assert.equal(maxConnectionsWarning({ soft: 20_000, hard: 20_000 }, 18_976, 10_000), undefined);
+    assert.equal(maxConnectionsWarning({ soft: 20_000, hard: 20_000 }, 18_976, undefined), undefined);
+  });
+});

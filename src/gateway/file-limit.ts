@@ -1,0 +1,65 @@
+/**
+ * How many proxied connections the process's open-file limit leaves room for. Every proxied
+ * connection holds a descriptor (the client's socket on the importing gateway, the endpoint's on
+ * the exporting one) and, with a connection per stream (`--multiplex 0`), a peer connection too.
+ * A gateway that runs out of descriptors fails accepts and connects at random, so it refuses
+ * connections at this budget instead, counted like any limit. Node raises its soft limit to the
+ * hard one as it starts, so the hard limit is the one that counts.
+ */
+import { readFileSync } from "node:fs";
+
+export interface OpenFileLimit {
+  soft: number;
+  /** Undefined when unlimited. */
+  hard: number | undefined;
+}
+
+/** The "Max open files" line of /proc/<pid>/limits; undefined when absent or unlimited. */
+export function parseOpenFileLimit(procLimits: string): OpenFileLimit | undefined {
+  const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(procLimits);
+  if (!m) return undefined;
+  const soft = Number(m[1]);
+  if (!Number.isInteger(soft)) return undefined;
+  const hard = Number(m[2]);
+  return { soft, hard: Number.isInteger(hard) ? hard : undefined };
+}
+
+/** This process's limit (Linux); undefined where /proc does not tell. */
+export function readOpenFileLimit(): OpenFileLimit | undefined {
+  try {
+    return parseOpenFileLimit(readFileSync("/proc/self/limits", "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Descriptors kept back for everything that is not a proxied connection: listeners (one per
+ * imported port), pooled peer connections, API watches, metrics scrapes, logs.
+ */
+export function reservedDescriptors(soft: number): number {
+  return Math.min(1024, Math.floor(soft / 4));
+}
+
+/** Proxied connections, both directions together, that `soft` descriptors leave room for. */
+export function connectionBudget(soft: number, multiplex: number): number {
+  const perConnection = multiplex > 0 ? 1 : 2;
+  return Math.floor((soft - reservedDescriptors(soft)) / perConnection);
+}
+
+/** The gateway's default for connections per direction: 20,000, or fewer if the limit is lower. */
+export const DEFAULT_MAX_CONNECTIONS = 20_000;
+
+/** A warning when `--max-connections` asks for more than the limit leaves room for. */
+export function maxConnectionsWarning(
+  limit: OpenFileLimit,
+  budget: number,
+  requestedMaxConnections: number | undefined,
+): string | undefined {
+  if (requestedMaxConnections === undefined || requestedMaxConnections <= budget) return undefined;
+  return (
+    `--max-connections ${requestedMaxConnections} is more than the open-file limit (${limit.soft}) leaves ` +
+    `room for: connections beyond ${budget} in both directions together are refused; raise the limit ` +
+    `(the hard one: Node raises its soft limit to it at start) or lower --max-connections`
+  );
+}
