@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { connectionBudget, maxConnectionsWarning, parseOpenFileLimit } from "./file-limit.js";
+import {
+  connectionBudget,
+  descriptorsHeld,
+  maxConnectionsWarning,
+  parseOpenFileLimit,
+} from "./file-limit.js";
 
 const limitsText = (soft: string, hard: string): string =>
   [
@@ -42,6 +47,17 @@ describe("the open-file limit", () => {
     assert.equal(connectionBudget(20_000, 0), 9_488);
     assert.equal(connectionBudget(1024, 2), 768);
     assert.equal(connectionBudget(8, 2), 6);
+  });
+
+  it("counts a connection's own socket, if it has one, and its own peer connection, if not multiplexed", () => {
+    assert.equal(descriptorsHeld(true, true), 1);
+    assert.equal(descriptorsHeld(true, false), 2);
+    assert.equal(
+      descriptorsHeld(false, true),
+      0,
+      "a UDP flow on the importing gateway shares the listener's socket",
+    );
+    assert.equal(descriptorsHeld(false, false), 1);
   });
 
   it("warns when --max-connections asks for more than the limit leaves room for, and only then", () => {

@@ -1,7 +1,8 @@
 /**
  * How many proxied connections the process's open-file limit leaves room for. Every proxied
  * connection holds a descriptor (the client's socket on the importing gateway, the endpoint's on
- * the exporting one) and, with a connection per stream (`--multiplex 0`), a peer connection too.
+ * the exporting one) and, with a connection per stream (`--multiplex 0` on the importing side), a
+ * peer connection too.
  * A gateway that runs out of descriptors fails accepts and connects at random, so it refuses
  * connections at this budget instead, counted like any limit. Node raises its soft limit to the
  * hard one as it starts, so the hard limit is the one that counts.
@@ -41,10 +42,23 @@ export function reservedDescriptors(soft: number): number {
   return Math.min(1024, Math.floor(soft / 4));
 }
 
-/** Proxied connections, both directions together, that `soft` descriptors leave room for. */
+/** Descriptors that proxied connections may hold, both directions together. */
+export function descriptorBudget(soft: number): number {
+  return soft - reservedDescriptors(soft);
+}
+
+/**
+ * Descriptors a proxied connection holds: its socket on this side (none for a UDP flow on the
+ * importing gateway, whose flows share the listener's socket), and a peer connection of its own
+ * unless it travels as a channel of a multiplexed one.
+ */
+export function descriptorsHeld(ownSocket: boolean, multiplexed: boolean): number {
+  return (ownSocket ? 1 : 0) + (multiplexed ? 0 : 1);
+}
+
+/** Proxied TCP connections, both directions together, that `soft` descriptors leave room for. */
 export function connectionBudget(soft: number, multiplex: number): number {
-  const perConnection = multiplex > 0 ? 1 : 2;
-  return Math.floor((soft - reservedDescriptors(soft)) / perConnection);
+  return Math.floor(descriptorBudget(soft) / descriptorsHeld(true, multiplex > 0));
 }
 
 /** The gateway's default for connections per direction: 20,000, or fewer if the limit is lower. */

@@ -13,7 +13,7 @@ import type { Backend, TestGateway } from "./fixtures.js";
 import { exchange, makeClusterset, startBackend, startGateway } from "./fixtures.js";
 import type { RoutingTable } from "./routes.js";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "./trust.js";
-import { connectionBudget } from "./file-limit.js";
+import { connectionBudget, descriptorsHeld } from "./file-limit.js";
 import { FileIdentity } from "./identity.js";
 import { MIN_IN_FLIGHT } from "./mux-window.js";
 import { encodeOpen, FIN_FRAME, FrameDecoder, ReplyStatus } from "./protocol.js";
@@ -344,11 +344,30 @@ describe("the open-file limit", () => {
     assert.equal(answer, "again", "room again once connections close");
   });
 
+  it("counts a peer connection of a stream's own, from a peer that does not multiplex", async () => {
+    const echo = await backend("east", "echo");
+    // Multiplexing itself, east expects one descriptor per stream: 3 streams in a budget of 3.
+    const b = await gateway("east", exporting("shop/fd-peer", [echo]), {
+      openFileLimit,
+      pool: { multiplex: 2 },
+    });
+    const a = await gateway("west", importing("shop/fd-peer", [b]), { pool: { multiplex: 0 } });
+    const port = a.port("shop/fd-peer:80");
+    const held = await hold(port, 1);
+    assert.equal(
+      await exchange(port, "x").catch(() => ""),
+      "",
+      "the second stream's two descriptors do not fit",
+    );
+    assert.equal(await b.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    for (const s of held) s.destroy();
+  });
+
   it("counts both directions together against it", async () => {
     const echo = await backend("east", "echo");
     const other = await backend("west", "echo");
     const e = await gateway("east", exporting("shop/both", [echo]), {
-      limits: { maxConnections: 100, connectionBudget: 2 },
+      limits: { maxConnections: 100, descriptorBudget: 2 * descriptorsHeld(true, MULTIPLEX > 0) },
     });
     const westTable = importing("shop/both", [e]);
     const w = await gateway("west", { ...westTable, exports: exporting("shop/other", [other]).exports });

@@ -20,6 +20,8 @@ import type { OpenFileLimit } from "./file-limit.js";
 import {
   connectionBudget,
   DEFAULT_MAX_CONNECTIONS,
+  descriptorBudget,
+  descriptorsHeld,
   maxConnectionsWarning,
   readOpenFileLimit,
 } from "./file-limit.js";
@@ -55,11 +57,12 @@ export interface GatewayLimits {
   /** Proxied connections at once, per direction (default 20,000, or the connection budget if lower). */
   maxConnections: number;
   /**
-   * Proxied connections at once, both directions together: what the open-file limit leaves room
-   * for (default from this process's soft limit, `src/gateway/file-limit.ts`; unbounded where
-   * the limit is unknown).
+   * File descriptors proxied connections may hold at once, both directions together: what the
+   * open-file limit leaves after a reserve (default from this process's limit,
+   * `src/gateway/file-limit.ts`; unbounded where the limit is unknown). A connection holds one
+   * for its socket on this side and one more for a peer connection of its own (not multiplexed).
    */
-  connectionBudget: number;
+  descriptorBudget: number;
   /** A connection with no bytes either way for this long is closed (default 1 h, like kube-proxy's conntrack). */
   idleTimeoutMs: number;
   /** Dialing a peer gateway or an endpoint (default 3 s). */
@@ -164,6 +167,8 @@ export class Gateway {
   private draining = false;
   private outbound = 0;
   private inbound = 0;
+  /** Descriptors the proxied connections of both directions hold (`descriptorsHeld`). */
+  private descriptors = 0;
   /** Every socket we hold, so drain can wait for them and then cut the rest. */
   private readonly activeSockets = new Set<Duplex>();
   /** Peer connections waiting between streams: closed at once on drain. */
@@ -181,12 +186,10 @@ export class Gateway {
     this.metrics = o.metrics ?? new GatewayMetrics();
     this.log = o.logger ?? createLogger("gateway");
     this.fileLimit = "openFileLimit" in o ? o.openFileLimit : readOpenFileLimit();
-    const budget = this.fileLimit
-      ? connectionBudget(this.fileLimit.soft, o.pool?.multiplex ?? 0)
-      : Number.POSITIVE_INFINITY;
+    const soft = this.fileLimit?.soft ?? Number.POSITIVE_INFINITY;
     this.limits = {
-      maxConnections: Math.min(DEFAULT_MAX_CONNECTIONS, budget),
-      connectionBudget: budget,
+      maxConnections: Math.min(DEFAULT_MAX_CONNECTIONS, connectionBudget(soft, o.pool?.multiplex ?? 0)),
+      descriptorBudget: descriptorBudget(soft),
       idleTimeoutMs: 3_600_000,
       connectTimeoutMs: 3000,
       peerIdleMs: 60_000,
@@ -271,12 +274,12 @@ export class Gateway {
         cluster: this.o.clusterId,
         peerPort: this.peerPort,
         maxConnections: this.limits.maxConnections,
-        connectionBudget: this.limits.connectionBudget,
+        descriptorBudget: this.limits.descriptorBudget,
       },
       "gateway started",
     );
     if (this.fileLimit) {
-      const { connectionBudget: budget } = this.limits;
+      const budget = connectionBudget(this.fileLimit.soft, this.poolOptions.multiplex ?? 0);
       const warning = maxConnectionsWarning(this.fileLimit, budget, this.o.limits?.maxConnections);
       if (warning) this.log.warn({ openFiles: this.fileLimit.soft }, warning);
     }
@@ -614,13 +617,13 @@ export class Gateway {
 
   /**
    * Whether a new proxied connection is refused: while draining, at the limit of its direction
-   * (`open`), or when the open-file limit leaves no room for one more in either direction.
+   * (`open`), or when it would hold `descriptors` more than the open-file limit leaves room for.
    */
-  private refusesMore(open: number): boolean {
+  private refusesMore(open: number, descriptors: number): boolean {
     return (
       this.draining ||
       open >= this.limits.maxConnections ||
-      this.outbound + this.inbound >= this.limits.connectionBudget
+      this.descriptors + descriptors > this.limits.descriptorBudget
     );
   }
 
@@ -632,17 +635,20 @@ export class Gateway {
   private async onLocal(state: ImportState, client: PlainSocket): Promise<void> {
     const service = state.route.service;
     client.on("error", ignoreError);
-    if (this.refusesMore(this.outbound)) {
+    const descriptors = descriptorsHeld(client instanceof net.Socket, (this.poolOptions.multiplex ?? 0) > 0);
+    if (this.refusesMore(this.outbound, descriptors)) {
       this.metrics.refusals.inc({ reason: "limit", cluster: this.o.clusterId, service });
       client.destroy();
       return;
     }
     this.track(client);
     this.outbound++;
+    this.descriptors += descriptors;
     try {
       await this.routeLocal(state, client);
     } finally {
       this.outbound--;
+      this.descriptors -= descriptors;
     }
   }
 
@@ -929,11 +935,13 @@ export class Gateway {
     if (!route) return this.refuseStream(socket, req, rest, "unknownService");
     if (this.deniesAccess(source, route, req, labelService))
       return this.refuseStream(socket, req, rest, "accessDenied");
-    if (this.refusesMore(this.inbound)) {
+    const descriptors = descriptorsHeld(true, socket instanceof MuxChannel);
+    if (this.refusesMore(this.inbound, descriptors)) {
       this.metrics.refusals.inc({ reason: "limit", cluster: source.clusterId, service: labelService });
       return this.refuseStream(socket, req, rest, this.draining ? "draining" : "overloaded");
     }
     this.inbound++;
+    this.descriptors += descriptors;
     // A channel ends with its stream (the backend is tracked) or its connection (a peer socket).
     if (!(socket instanceof MuxChannel)) this.track(socket);
     try {
@@ -958,6 +966,7 @@ export class Gateway {
       return r.reusable ? r.leftover : undefined;
     } finally {
       this.inbound--;
+      this.descriptors -= descriptors;
       this.activeSockets.delete(socket);
     }
   }
