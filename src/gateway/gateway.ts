@@ -150,7 +150,8 @@ export class Gateway {
   readonly health: HealthTracker;
   private readonly log: Logger;
   private readonly limits: GatewayLimits;
-  private readonly fileLimit: OpenFileLimit | undefined;
+  /** Said once the gateway has started: a `--max-connections` the open-file limit cannot honour. */
+  private readonly fileLimitWarning: string | undefined;
   private readonly probeOptions: ProbeOptions;
   private readonly poolOptions: PoolOptions;
   private readonly clock: () => number;
@@ -185,10 +186,12 @@ export class Gateway {
     this.clock = o.clock ?? Date.now;
     this.metrics = o.metrics ?? new GatewayMetrics();
     this.log = o.logger ?? createLogger("gateway");
-    this.fileLimit = "openFileLimit" in o ? o.openFileLimit : readOpenFileLimit();
-    const soft = this.fileLimit?.soft ?? Number.POSITIVE_INFINITY;
+    const fileLimit = "openFileLimit" in o ? o.openFileLimit : readOpenFileLimit();
+    const soft = fileLimit?.soft ?? Number.POSITIVE_INFINITY;
+    const fitting = connectionBudget(soft, o.pool?.multiplex ?? 0);
+    this.fileLimitWarning = fileLimit && maxConnectionsWarning(fileLimit, fitting, o.limits?.maxConnections);
     this.limits = {
-      maxConnections: Math.min(DEFAULT_MAX_CONNECTIONS, connectionBudget(soft, o.pool?.multiplex ?? 0)),
+      maxConnections: Math.min(DEFAULT_MAX_CONNECTIONS, fitting),
       descriptorBudget: descriptorBudget(soft),
       idleTimeoutMs: 3_600_000,
       connectTimeoutMs: 3000,
@@ -278,11 +281,7 @@ export class Gateway {
       },
       "gateway started",
     );
-    if (this.fileLimit) {
-      const budget = connectionBudget(this.fileLimit.soft, this.poolOptions.multiplex ?? 0);
-      const warning = maxConnectionsWarning(this.fileLimit, budget, this.o.limits?.maxConnections);
-      if (warning) this.log.warn({ openFiles: this.fileLimit.soft }, warning);
-    }
+    if (this.fileLimitWarning) this.log.warn(this.fileLimitWarning);
   }
 
   /**
