@@ -117,41 +117,29 @@ export class RestClient {
     payload: string | undefined,
     opts: RequestOptions,
   ): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let answered = false;
-      const req = (this.server.protocol === "https:" ? https : http).request(
-        { ...options, signal: opts.signal },
-        (res) => {
-          answered = true;
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () => {
-            const text = Buffer.concat(chunks).toString("utf8");
-            const status = res.statusCode ?? 0;
-            if (status >= 200 && status < 300) {
-              // Health endpoints (/readyz, /livez) answer in plain text.
-              if (!(res.headers["content-type"] ?? "").includes("json")) {
-                resolve(text as T);
-                return;
-              }
-              try {
-                resolve((text ? JSON.parse(text) : {}) as T);
-              } catch (err) {
-                reject(new Error(`${this.cluster}: ${what}: unparsable response`, { cause: err }));
-              }
-              return;
-            }
-            reject(toApiError(status, text, what));
-          });
-          res.on("error", reject);
-        },
-      );
-      req.setTimeout(opts.timeoutMs ?? 30_000, () =>
-        req.destroy(new Error(`${this.cluster}: ${what}: timed out`)),
-      );
-      req.on("error", (err) => reject(failure(req, answered, err)));
-      req.end(payload);
-    });
+    return this.exchange<T>(
+      options,
+      opts.signal,
+      (res, resolve, reject) => {
+        void readBody(res).then((text) => {
+          const status = res.statusCode ?? 0;
+          if (status < 200 || status >= 300) return reject(toApiError(status, text, what));
+          // Health endpoints (/readyz, /livez) answer in plain text.
+          if (!(res.headers["content-type"] ?? "").includes("json")) return resolve(text as T);
+          try {
+            resolve((text ? JSON.parse(text) : {}) as T);
+          } catch (err) {
+            reject(new Error(`${this.cluster}: ${what}: unparsable response`, { cause: err }));
+          }
+        }, reject);
+      },
+      (req) => {
+        req.setTimeout(opts.timeoutMs ?? 30_000, () =>
+          req.destroy(new Error(`${this.cluster}: ${what}: timed out`)),
+        );
+        req.end(payload);
+      },
+    );
   }
 
   /**
@@ -175,39 +163,59 @@ export class RestClient {
     onLine: (line: string) => void,
     signal: AbortSignal,
   ): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    return this.exchange<void>(
+      options,
+      signal,
+      (res, resolve, reject) => {
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status >= 300) {
+          void readBody(res).then((text) => reject(toApiError(status, text, `watch ${path}`)), reject);
+          return;
+        }
+        let pending = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          pending += chunk;
+          let nl: number;
+          while ((nl = pending.indexOf("\n")) >= 0) {
+            const line = pending.slice(0, nl);
+            pending = pending.slice(nl + 1);
+            if (line.length > 0) onLine(line);
+          }
+        });
+        res.on("end", () => resolve());
+        res.on("error", reject);
+        res.on("aborted", () => reject(new Error("watch stream aborted")));
+      },
+      (req) => req.end(),
+    );
+  }
+
+  /**
+   * Sends one request and settles with what `onResponse` makes of the answer. A failure before
+   * any answer on a kept-alive connection is told apart (`failure`), so `retryStale` can resend.
+   */
+  private exchange<T>(
+    options: https.RequestOptions,
+    signal: AbortSignal | undefined,
+    onResponse: (
+      res: http.IncomingMessage,
+      resolve: (value: T) => void,
+      reject: (err: unknown) => void,
+    ) => void,
+    send: (req: http.ClientRequest) => void,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
       let answered = false;
       const req = (this.server.protocol === "https:" ? https : http).request(
         { ...options, signal },
         (res) => {
           answered = true;
-          const status = res.statusCode ?? 0;
-          if (status < 200 || status >= 300) {
-            const chunks: Buffer[] = [];
-            res.on("data", (c: Buffer) => chunks.push(c));
-            res.on("end", () =>
-              reject(toApiError(status, Buffer.concat(chunks).toString("utf8"), `watch ${path}`)),
-            );
-            return;
-          }
-          let pending = "";
-          res.setEncoding("utf8");
-          res.on("data", (chunk: string) => {
-            pending += chunk;
-            let nl: number;
-            while ((nl = pending.indexOf("\n")) >= 0) {
-              const line = pending.slice(0, nl);
-              pending = pending.slice(nl + 1);
-              if (line.length > 0) onLine(line);
-            }
-          });
-          res.on("end", () => resolve());
-          res.on("error", reject);
-          res.on("aborted", () => reject(new Error("watch stream aborted")));
+          onResponse(res, resolve, reject);
         },
       );
       req.on("error", (err) => reject(failure(req, answered, err)));
-      req.end();
+      send(req);
     });
   }
 
@@ -250,6 +258,16 @@ async function retryStale<T>(
     // Not from the pool, where more connections the server closed may be waiting.
     return attempt({ ...options, agent: false });
   }
+}
+
+/** A whole response body as text. */
+function readBody(res: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on("data", (c: Buffer) => chunks.push(c));
+    res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    res.on("error", reject);
+  });
 }
 
 function toApiError(status: number, text: string, what: string): ApiError {
