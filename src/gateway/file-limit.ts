@@ -36,7 +36,8 @@ export function readOpenFileLimit(): OpenFileLimit | undefined {
 
 /**
  * Descriptors kept back for everything that is not a proxied connection: listeners (one per
- * imported port), pooled peer connections, API watches, metrics scrapes, logs.
+ * imported port), multiplexed peer connections and dials in progress, API watches, metrics
+ * scrapes, logs. Idle connections of a stream each count against the budget instead.
  */
 export function reservedDescriptors(soft: number): number {
   return Math.min(1024, Math.floor(soft / 4));

@@ -363,6 +363,109 @@ describe("the open-file limit", () => {
     for (const s of held) s.destroy();
   });
 
+  it("counts the peer connection of a stream to a peer that does not multiplex, though this gateway does", async () => {
+    const echo = await backend("east", "echo");
+    const b = await gateway("east", exporting("shop/fd-old", [echo]), { acceptMultiplex: false });
+    // Three descriptors: the first stream holds its client and a peer connection of its own.
+    const a = await gateway("west", importing("shop/fd-old", [b]), { openFileLimit, pool: { multiplex: 2 } });
+    const port = a.port("shop/fd-old:80");
+    const held = await hold(port, 1);
+    assert.equal(
+      await exchange(port, "x").catch(() => ""),
+      "",
+      "the second stream's two descriptors do not fit",
+    );
+    assert.equal(await a.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    for (const s of held) s.destroy();
+  });
+
+  it("counts the endpoint socket of a stream to this cluster's own endpoints, though this gateway multiplexes", async () => {
+    const local = await backend("west-local", "echo");
+    const b = await gateway("east", exporting("shop/fd-local", [await backend("east", "echo")]));
+    const a = await gateway(
+      "west",
+      importing("shop/fd-local", [b], { localEndpoints: [{ address: "127.0.0.1", port: local.port }] }),
+      { openFileLimit, pool: { multiplex: 2 } },
+    );
+    const port = a.port("shop/fd-local:80");
+    const held = await hold(port, 1);
+    assert.equal(
+      await exchange(port, "x").catch(() => ""),
+      "",
+      "the second stream's two descriptors do not fit",
+    );
+    assert.equal(await a.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    assert.equal(local.connections, 1, "the refused client never reached the endpoint");
+    for (const s of held) s.destroy();
+  });
+
+  describe("idle connections of a stream each", () => {
+    // A budget of six descriptors: three streams with connections of their own, or fewer beside idle ones.
+    const roomForThree = { soft: 8, hard: 8 };
+    // Probes take pooled connections too: one at start, then none while the test runs.
+    const quiet = { pool: { multiplex: 0, warm: 0 }, probe: { intervalMs: 60_000 } };
+    const idleTo = (g: TestGateway, cluster: string) => () =>
+      g.gateway.metrics.value("meridian_gateway_pool_idle_connections", { cluster });
+    const endAll = (sockets: net.Socket[]) => {
+      for (const s of sockets) s.end();
+    };
+
+    it("closes its own idle peer connections when streams need their descriptors", async () => {
+      const east = await gateway("east", exporting("shop/ev-a", [await backend("east", "echo")]));
+      const north = await gateway("north", exporting("shop/ev-b", [await backend("north", "echo")]));
+      const a = importing("shop/ev-a", [east]);
+      const b = importing("shop/ev-b", [north]);
+      const west = await gateway(
+        "west",
+        { peers: [...a.peers, ...b.peers], imports: [...a.imports, ...b.imports], exports: [] },
+        { ...quiet, openFileLimit: roomForThree },
+      );
+      await settled(idleTo(west, "east"));
+      endAll(await hold(west.port("shop/ev-a:80"), 3));
+      assert.ok((await settled(idleTo(west, "east"))) >= 3, "the connections to east wait for streams");
+      const toNorth = await hold(west.port("shop/ev-b:80"), 3);
+      assert.equal(await settled(idleTo(west, "east")), 0, "closed to make room for the streams to north");
+      assert.equal(
+        await west.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }),
+        0,
+      );
+      endAll(toNorth);
+    });
+
+    it("keeps no more warm connections than the budget has room for", async () => {
+      const east = await gateway("east", exporting("shop/ev-w1", [await backend("east", "echo")]));
+      const north = await gateway("north", exporting("shop/ev-w2", [await backend("north", "echo")]));
+      const a = importing("shop/ev-w1", [east]);
+      const b = importing("shop/ev-w2", [north]);
+      // Four warm connections to each of two peers would be eight; the budget holds six.
+      const west = await gateway(
+        "west",
+        { peers: [...a.peers, ...b.peers], imports: [...a.imports, ...b.imports], exports: [] },
+        { pool: { multiplex: 0, warm: 4 }, openFileLimit: roomForThree },
+      );
+      const idle = async () => (await idleTo(west, "east")()) + (await idleTo(west, "north")());
+      assert.equal(await settled(idle), 6);
+    });
+
+    it("closes peers' idle connections when streams need their descriptors", async () => {
+      const east = await gateway("east", exporting("shop/ev-c", [await backend("east", "echo")]), {
+        openFileLimit: roomForThree,
+      });
+      const west = await gateway("west", importing("shop/ev-c", [east]), quiet);
+      const north = await gateway("north", importing("shop/ev-c", [east]), quiet);
+      await settled(idleTo(west, "east"));
+      endAll(await hold(west.port("shop/ev-c:80"), 3));
+      assert.ok((await settled(idleTo(west, "east"))) >= 3, "west keeps its connections to east");
+      const fromNorth = await hold(north.port("shop/ev-c:80"), 3);
+      assert.equal(await settled(idleTo(west, "east")), 0, "east closed them to serve north's streams");
+      assert.equal(
+        await east.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }),
+        0,
+      );
+      endAll(fromNorth);
+    });
+  });
+
   it("counts both directions together against it", async () => {
     const echo = await backend("east", "echo");
     const other = await backend("west", "echo");

@@ -50,7 +50,7 @@ import { routeKey } from "./routes.js";
 import type { SourceNamespaces } from "./source-namespaces.js";
 import type { PeerCertificateFacts, PeerIdentity } from "./trust.js";
 import { classifyPeer, PeerVerdicts } from "./trust.js";
-import type { EarlyData, PlainSocket } from "./tunnel.js";
+import type { BridgeResult, EarlyData, PlainSocket } from "./tunnel.js";
 import { bridge, pipeBoth, readFrom, skipStream } from "./tunnel.js";
 
 export interface GatewayLimits {
@@ -174,6 +174,8 @@ export class Gateway {
   private readonly activeSockets = new Set<Duplex>();
   /** Peer connections waiting between streams: closed at once on drain. */
   private readonly idlePeerSockets = new Set<Duplex>();
+  /** The ones of `idlePeerSockets` that are connections of their own, not channels: they hold a descriptor. */
+  private readonly idleServedConnections = new Set<Duplex>();
   private readonly closeHooked = new WeakSet<Duplex>();
   /** Every accepted peer connection, whatever its state, so stop() leaves none behind. */
   private readonly peerSockets = new Set<net.Socket>();
@@ -345,7 +347,7 @@ export class Gateway {
       let timedOut = false;
       const acquiring = connector.acquire();
       // A connection that arrives after the probe gave up goes back to the pool, not nowhere.
-      acquiring.then((late) => timedOut && connector.release(late.socket)).catch(() => {});
+      acquiring.then((late) => timedOut && connector.release(late.socket, false)).catch(() => {});
       const { socket } = await withTimeout(acquiring, this.probeOptions.timeoutMs, "probe connect").catch(
         (err: unknown) => {
           timedOut = true;
@@ -356,7 +358,7 @@ export class Gateway {
         socket.write(encodeOpen({ kind: "probe", service: "", port: 0 }));
         const { status } = await readReply(socket, this.probeOptions.timeoutMs);
         if (status !== "ok") throw new Error(`probe answered ${status}`);
-        connector.release(socket);
+        connector.release(socket, false);
       } catch (err) {
         socket.destroy();
         throw err;
@@ -556,6 +558,7 @@ export class Gateway {
         this.poolOptions,
         this.metrics,
         this.clock,
+        this.roomForIdle,
       );
       this.connectors.set(id, connector);
       connector.refill();
@@ -619,12 +622,41 @@ export class Gateway {
    * (`open`), or when it would hold `descriptors` more than the open-file limit leaves room for.
    */
   private refusesMore(open: number, descriptors: number): boolean {
-    return (
-      this.draining ||
-      open >= this.limits.maxConnections ||
-      this.descriptors + descriptors > this.limits.descriptorBudget
-    );
+    return this.draining || open >= this.limits.maxConnections || !this.fitsDescriptors(descriptors);
   }
+
+  /**
+   * Whether `n` more descriptors fit in the budget. Idle connections to and from peers that do not
+   * multiplex count against it too, and as many of them close as make room (this gateway's pools
+   * first, their oldest first): they are a cache, and a stream is not.
+   */
+  private fitsDescriptors(n: number): boolean {
+    const budget = this.limits.descriptorBudget;
+    if (this.descriptors + n > budget) return false;
+    let over = this.descriptors + n + this.idleConnections() - budget;
+    for (const connector of this.connectors.values()) {
+      if (over <= 0) break;
+      over -= connector.closeIdle(over);
+    }
+    for (const socket of this.idleServedConnections) {
+      if (over <= 0) break;
+      this.idleServedConnections.delete(socket);
+      socket.destroy();
+      over--;
+    }
+    return true;
+  }
+
+  /** Idle connections of a stream each: in this gateway's pools, and from peers, waiting for their next OPEN. */
+  private idleConnections(): number {
+    let idle = this.idleServedConnections.size;
+    for (const connector of this.connectors.values()) idle += connector.idleCount;
+    return idle;
+  }
+
+  /** Whether a pool may keep one more idle connection. */
+  private readonly roomForIdle = (): boolean =>
+    this.descriptors + this.idleConnections() < this.limits.descriptorBudget;
 
   /** One listener for every tracked socket, not a closure each. */
   private readonly untrack = removerFrom(this.activeSockets);
@@ -634,7 +666,7 @@ export class Gateway {
   private async onLocal(state: ImportState, client: PlainSocket): Promise<void> {
     const service = state.route.service;
     client.on("error", ignoreError);
-    const descriptors = descriptorsHeld(client instanceof net.Socket, (this.poolOptions.multiplex ?? 0) > 0);
+    const descriptors = descriptorsHeld(client instanceof net.Socket, this.multiplexes);
     if (this.refusesMore(this.outbound, descriptors)) {
       this.metrics.refusals.inc({ reason: "limit", cluster: this.o.clusterId, service });
       client.destroy();
@@ -651,6 +683,29 @@ export class Gateway {
     }
   }
 
+  /** Whether this gateway sends its streams as channels, which admission counts as holding no peer connection. */
+  private get multiplexes(): boolean {
+    return (this.poolOptions.multiplex ?? 0) > 0;
+  }
+
+  /**
+   * Counts a socket an outbound stream holds besides its client's that admission did not count:
+   * this gateway multiplexes, so admission counted the stream as a channel, but it goes to an
+   * endpoint in this cluster or over a peer connection of its own (a peer that does not
+   * multiplex). Returns the descriptors counted, to give back when the stream ends, or undefined
+   * when they do not fit: the client is then refused like any other over the limit.
+   */
+  private countSecondSocket(client: PlainSocket, service: string): number | undefined {
+    if (!this.multiplexes) return 0;
+    if (!this.fitsDescriptors(1)) {
+      this.metrics.refusals.inc({ reason: "limit", cluster: this.o.clusterId, service });
+      client.destroy();
+      return undefined;
+    }
+    this.descriptors++;
+    return 1;
+  }
+
   private async routeLocal(state: ImportState, client: PlainSocket): Promise<void> {
     const { route } = state;
     const labelService = routeKey(route.service, route.port, route.protocol);
@@ -664,15 +719,10 @@ export class Gateway {
       tried.add(clusterId);
       this.metrics.routingDecision(labelService, clusterId, state.tiers[choice.tier]!.origin).value++;
       const sums = this.metrics.streamSums("outbound", labelService, clusterId);
-      if (clusterId === this.o.clusterId) {
-        const backend = await this.connectEndpoint(route, route.localEndpoints ?? []);
-        if (!backend) continue;
-        sums.active.value++;
-        const r = await pipeBoth(client, backend, this.limits.idleTimeoutMs, early);
-        finishMetrics(sums, r.clean, r.fromPlain, r.toPlain);
-        return;
-      }
-      const r = await this.streamToPeer(clusterId, route, client, early, sums);
+      const r =
+        clusterId === this.o.clusterId
+          ? await this.streamToEndpoint(route, client, early, sums)
+          : await this.streamToPeer(clusterId, route, client, early, sums);
       if (r === "not-opened") continue;
       return;
     }
@@ -687,6 +737,27 @@ export class Gateway {
       "no cluster could take the connection",
     );
     client.destroy();
+  }
+
+  /** Carries a client connection to a ready endpoint in this cluster; "not-opened" when none takes it. */
+  private async streamToEndpoint(
+    route: ImportRoute,
+    client: PlainSocket,
+    early: EarlyData,
+    sums: StreamSums,
+  ): Promise<"done" | "not-opened"> {
+    const extra = this.countSecondSocket(client, route.service);
+    if (extra === undefined) return "done";
+    try {
+      const backend = await this.connectEndpoint(route, route.localEndpoints ?? []);
+      if (!backend) return "not-opened";
+      sums.active.value++;
+      const r = await pipeBoth(client, backend, this.limits.idleTimeoutMs, early);
+      finishMetrics(sums, r.clean, r.fromPlain, r.toPlain);
+      return "done";
+    } finally {
+      this.descriptors -= extra;
+    }
   }
 
   /**
@@ -720,35 +791,44 @@ export class Gateway {
         connector.release(tunnel);
         return "done";
       }
+      const channel = tunnel instanceof MuxChannel;
+      const extra = channel ? 0 : this.countSecondSocket(client, route.service);
+      if (extra === undefined) {
+        connector.release(tunnel);
+        return "done";
+      }
       // A channel needs no tracking: the client is tracked, and the channel ends with its stream or its connection.
-      if (!(tunnel instanceof MuxChannel)) this.track(tunnel);
+      if (!channel) this.track(tunnel);
       let accepted = false;
-      const r = await bridge(client, tunnel, this.limits.idleTimeoutMs, {
-        role: "importing",
-        opening: {
-          open,
-          early,
-          replyTimeoutMs: this.limits.connectTimeoutMs,
-          onAccepted: () => {
-            accepted = true;
-            this.health.connectResult(clusterId, true);
-            this.serviceHealth.connectResult(serviceKey(clusterId, route), true);
-            sums.active.value++;
+      let r: BridgeResult;
+      try {
+        r = await bridge(client, tunnel, this.limits.idleTimeoutMs, {
+          role: "importing",
+          opening: {
+            open,
+            early,
+            replyTimeoutMs: this.limits.connectTimeoutMs,
+            onAccepted: () => {
+              accepted = true;
+              this.health.connectResult(clusterId, true);
+              this.serviceHealth.connectResult(serviceKey(clusterId, route), true);
+              sums.active.value++;
+            },
           },
-        },
-      });
+        });
+      } finally {
+        this.descriptors -= extra;
+      }
       this.activeSockets.delete(tunnel);
       if (accepted) {
         finishMetrics(sums, r.clean, r.fromPlain, r.toPlain);
-        if (r.reusable && !this.draining) connector.release(tunnel);
-        else tunnel.destroy();
+        this.giveBack(connector, tunnel, r.reusable);
         return "done";
       }
       if (!r.notOpened) return "done"; // the client went away before the reply
       const status = r.notOpened.refused;
       if (status) {
-        if (r.reusable && !this.draining) connector.release(tunnel);
-        else tunnel.destroy();
+        this.giveBack(connector, tunnel, r.reusable);
         this.peerRefused(clusterId, route, status);
         return "not-opened";
       }
@@ -762,6 +842,12 @@ export class Gateway {
       return "not-opened";
     }
     return "not-opened";
+  }
+
+  /** A peer connection or channel whose stream is over goes back to the pool if it can carry another. */
+  private giveBack(connector: PeerConnector, tunnel: Duplex, reusable: boolean): void {
+    if (reusable && !this.draining) connector.release(tunnel);
+    else tunnel.destroy();
   }
 
   /** The OPEN for a client's stream: the service, and the client's namespace when it is known. */
@@ -890,8 +976,10 @@ export class Gateway {
     for (;;) {
       if (this.draining) return void socket.destroy();
       this.idlePeerSockets.add(socket);
+      if (!channel) this.idleServedConnections.add(socket);
       const open = await readOpen(socket, buffered, this.limits.peerIdleMs);
       this.idlePeerSockets.delete(socket);
+      this.idleServedConnections.delete(socket);
       if (!open) return void socket.destroy();
       // Re-checked on every stream: a revocation or an expiry applies to connections already open.
       const verdict = this.verdicts.classify(facts, this.o.identity.bundle(), this.clock());

@@ -78,6 +78,8 @@ export class PeerConnector {
     private readonly options: PoolOptions,
     private readonly metrics: GatewayMetrics,
     private readonly clock: () => number = Date.now,
+    /** Whether the gateway's descriptor budget has room for one more idle connection. */
+    private readonly roomForIdle: () => boolean = () => true,
   ) {
     const cluster = peer.clusterId;
     this.sums = {
@@ -129,19 +131,25 @@ export class PeerConnector {
     return { socket, warm: false };
   }
 
-  /** Gives back a tunnel whose stream ended cleanly (a channel is released, a connection pooled). */
-  release(tunnel: Duplex): void {
+  /**
+   * Gives back a tunnel whose stream ended cleanly (a channel is released, a connection pooled).
+   * `counted`: the gateway counted the connection's descriptor for its stream; one that carried
+   * only a probe was not, and is kept only if the gateway has room for it.
+   */
+  release(tunnel: Duplex, counted = true): void {
     if (tunnel instanceof MuxChannel) return tunnel.release(this.options.idleTtlMs);
     const socket = tunnel as TLSSocket;
-    if (this.closed || socket.destroyed || socket.readableEnded || this.idle.length >= this.options.maxIdle) {
-      socket.destroy();
-      return;
-    }
+    if (socket.destroyed || socket.readableEnded || !(counted || this.roomForIdle()))
+      return void socket.destroy();
     this.park(socket);
   }
 
+  /**
+   * Keeps a connection for a later stream. A stream's connection moves here from the stream's
+   * count, so only fresh dials (`refill`) ask the gateway for room first.
+   */
   private park(socket: TLSSocket): void {
-    if (this.closed) return void socket.destroy();
+    if (this.closed || this.idle.length >= this.options.maxIdle) return void socket.destroy();
     // While idle the peer must stay silent; data, its end (a FIN: the peer is going away) or a
     // close means the connection is unusable. The socket flows while parked: a paused socket
     // would not notice a FIN, and a half-closed connection would be handed to the next stream.
@@ -218,10 +226,10 @@ export class PeerConnector {
         this.startMuxDial();
       return;
     }
-    while (!this.closed && this.idle.length + this.dialing < this.options.warm) {
+    while (!this.closed && this.idle.length + this.dialing < this.options.warm && this.roomForIdle()) {
       this.dialing++;
       this.dial()
-        .then((s) => this.park(s))
+        .then((s) => (this.roomForIdle() ? this.park(s) : s.destroy()))
         .catch(() => {})
         .finally(() => this.dialing--);
     }
@@ -235,6 +243,13 @@ export class PeerConnector {
     const now = this.clock();
     for (const entry of [...this.idle]) if (now - entry.since > this.options.idleTtlMs) entry.onGone();
     this.updateGauge();
+  }
+
+  /** Closes up to `n` idle connections, the oldest first, for their descriptors; returns how many closed. */
+  closeIdle(n: number): number {
+    const closing = this.idle.slice(0, n);
+    for (const entry of closing) entry.onGone();
+    return closing.length;
   }
 
   /**
