@@ -325,6 +325,20 @@ describe("the open-file limit", () => {
         return s;
       }),
     );
+  /** With one stream held through `port`, a second does not fit, and `refusing` counts it. */
+  const secondStreamRefused = async (port: number, refusing: TestGateway): Promise<void> => {
+    const held = await hold(port, 1);
+    assert.equal(
+      await exchange(port, "x").catch(() => ""),
+      "",
+      "the second stream's two descriptors do not fit",
+    );
+    assert.equal(
+      await refusing.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }),
+      1,
+    );
+    for (const s of held) s.destroy();
+  };
   const openFileLimit = { soft: 4, hard: 4 };
   const budget = connectionBudget(openFileLimit.soft, MULTIPLEX);
 
@@ -353,14 +367,7 @@ describe("the open-file limit", () => {
     });
     const a = await gateway("west", importing("shop/fd-peer", [b]), { pool: { multiplex: 0 } });
     const port = a.port("shop/fd-peer:80");
-    const held = await hold(port, 1);
-    assert.equal(
-      await exchange(port, "x").catch(() => ""),
-      "",
-      "the second stream's two descriptors do not fit",
-    );
-    assert.equal(await b.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
-    for (const s of held) s.destroy();
+    await secondStreamRefused(port, b);
   });
 
   it("counts the peer connection of a stream to a peer that does not multiplex, though this gateway does", async () => {
@@ -369,14 +376,7 @@ describe("the open-file limit", () => {
     // Three descriptors: the first stream holds its client and a peer connection of its own.
     const a = await gateway("west", importing("shop/fd-old", [b]), { openFileLimit, pool: { multiplex: 2 } });
     const port = a.port("shop/fd-old:80");
-    const held = await hold(port, 1);
-    assert.equal(
-      await exchange(port, "x").catch(() => ""),
-      "",
-      "the second stream's two descriptors do not fit",
-    );
-    assert.equal(await a.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
-    for (const s of held) s.destroy();
+    await secondStreamRefused(port, a);
   });
 
   it("counts the endpoint socket of a stream to this cluster's own endpoints, though this gateway multiplexes", async () => {
@@ -388,15 +388,8 @@ describe("the open-file limit", () => {
       { openFileLimit, pool: { multiplex: 2 } },
     );
     const port = a.port("shop/fd-local:80");
-    const held = await hold(port, 1);
-    assert.equal(
-      await exchange(port, "x").catch(() => ""),
-      "",
-      "the second stream's two descriptors do not fit",
-    );
-    assert.equal(await a.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    await secondStreamRefused(port, a);
     assert.equal(local.connections, 1, "the refused client never reached the endpoint");
-    for (const s of held) s.destroy();
   });
 
   describe("idle connections of a stream each", () => {
@@ -406,43 +399,56 @@ describe("the open-file limit", () => {
     const quiet = { pool: { multiplex: 0, warm: 0 }, probe: { intervalMs: 60_000 } };
     const idleTo = (g: TestGateway, cluster: string) => () =>
       g.gateway.metrics.value("meridian_gateway_pool_idle_connections", { cluster });
-    const endAll = (sockets: net.Socket[]) => {
-      for (const s of sockets) s.end();
+    /** West, importing `fromEast` from east and `fromNorth` from north. */
+    const importingFromEastAndNorth = async (
+      fromEast: string,
+      fromNorth: string,
+      options: Parameters<typeof gateway>[2],
+    ): Promise<TestGateway> => {
+      const east = await gateway("east", exporting(fromEast, [await backend("east", "echo")]));
+      const north = await gateway("north", exporting(fromNorth, [await backend("north", "echo")]));
+      const a = importing(fromEast, [east]);
+      const b = importing(fromNorth, [north]);
+      const table = { peers: [...a.peers, ...b.peers], imports: [...a.imports, ...b.imports], exports: [] };
+      return gateway("west", table, options);
+    };
+    /**
+     * Three streams through `first` end, leaving west's connections to east idle; three streams
+     * through `second` then need the descriptors those hold. The idle connections close, and
+     * `budgeted` (the gateway short of descriptors) refuses nothing.
+     */
+    const idleGiveWay = async (
+      west: TestGateway,
+      first: number,
+      second: number,
+      budgeted: TestGateway,
+    ): Promise<void> => {
+      await settled(idleTo(west, "east"));
+      for (const s of await hold(first, 3)) s.end();
+      assert.ok((await settled(idleTo(west, "east"))) >= 3, "west keeps its connections to east");
+      const streams = await hold(second, 3);
+      assert.equal(await settled(idleTo(west, "east")), 0, "closed to make room for the new streams");
+      const refused = await budgeted.gateway.metrics.value("meridian_gateway_refusals_total", {
+        reason: "limit",
+      });
+      assert.equal(refused, 0);
+      for (const s of streams) s.end();
     };
 
     it("closes its own idle peer connections when streams need their descriptors", async () => {
-      const east = await gateway("east", exporting("shop/ev-a", [await backend("east", "echo")]));
-      const north = await gateway("north", exporting("shop/ev-b", [await backend("north", "echo")]));
-      const a = importing("shop/ev-a", [east]);
-      const b = importing("shop/ev-b", [north]);
-      const west = await gateway(
-        "west",
-        { peers: [...a.peers, ...b.peers], imports: [...a.imports, ...b.imports], exports: [] },
-        { ...quiet, openFileLimit: roomForThree },
-      );
-      await settled(idleTo(west, "east"));
-      endAll(await hold(west.port("shop/ev-a:80"), 3));
-      assert.ok((await settled(idleTo(west, "east"))) >= 3, "the connections to east wait for streams");
-      const toNorth = await hold(west.port("shop/ev-b:80"), 3);
-      assert.equal(await settled(idleTo(west, "east")), 0, "closed to make room for the streams to north");
-      assert.equal(
-        await west.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }),
-        0,
-      );
-      endAll(toNorth);
+      const west = await importingFromEastAndNorth("shop/ev-a", "shop/ev-b", {
+        ...quiet,
+        openFileLimit: roomForThree,
+      });
+      await idleGiveWay(west, west.port("shop/ev-a:80"), west.port("shop/ev-b:80"), west);
     });
 
     it("keeps no more warm connections than the budget has room for", async () => {
-      const east = await gateway("east", exporting("shop/ev-w1", [await backend("east", "echo")]));
-      const north = await gateway("north", exporting("shop/ev-w2", [await backend("north", "echo")]));
-      const a = importing("shop/ev-w1", [east]);
-      const b = importing("shop/ev-w2", [north]);
       // Four warm connections to each of two peers would be eight; the budget holds six.
-      const west = await gateway(
-        "west",
-        { peers: [...a.peers, ...b.peers], imports: [...a.imports, ...b.imports], exports: [] },
-        { pool: { multiplex: 0, warm: 4 }, openFileLimit: roomForThree },
-      );
+      const west = await importingFromEastAndNorth("shop/ev-w1", "shop/ev-w2", {
+        pool: { multiplex: 0, warm: 4 },
+        openFileLimit: roomForThree,
+      });
       const idle = async () => (await idleTo(west, "east")()) + (await idleTo(west, "north")());
       assert.equal(await settled(idle), 6);
     });
@@ -453,16 +459,7 @@ describe("the open-file limit", () => {
       });
       const west = await gateway("west", importing("shop/ev-c", [east]), quiet);
       const north = await gateway("north", importing("shop/ev-c", [east]), quiet);
-      await settled(idleTo(west, "east"));
-      endAll(await hold(west.port("shop/ev-c:80"), 3));
-      assert.ok((await settled(idleTo(west, "east"))) >= 3, "west keeps its connections to east");
-      const fromNorth = await hold(north.port("shop/ev-c:80"), 3);
-      assert.equal(await settled(idleTo(west, "east")), 0, "east closed them to serve north's streams");
-      assert.equal(
-        await east.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }),
-        0,
-      );
-      endAll(fromNorth);
+      await idleGiveWay(west, west.port("shop/ev-c:80"), north.port("shop/ev-c:80"), east);
     });
   });
 
