@@ -787,14 +787,15 @@ export class Gateway {
         this.log.warn({ peer: clusterId, err: (err as Error).message }, "cannot connect to peer gateway");
         return "not-opened";
       }
+      // Unused: kept for a later stream only if the budget has room for it.
       if (client.destroyed) {
-        connector.release(tunnel);
+        connector.release(tunnel, false);
         return "done";
       }
       const channel = tunnel instanceof MuxChannel;
       const extra = channel ? 0 : this.countSecondSocket(client, route.service);
       if (extra === undefined) {
-        connector.release(tunnel);
+        connector.release(tunnel, false);
         return "done";
       }
       // A channel needs no tracking: the client is tracked, and the channel ends with its stream or its connection.

@@ -134,7 +134,7 @@ export class PeerConnector {
   /**
    * Gives back a tunnel whose stream ended cleanly (a channel is released, a connection pooled).
    * `counted`: the gateway counted the connection's descriptor for its stream; one that carried
-   * only a probe was not, and is kept only if the gateway has room for it.
+   * only a probe, or no stream at all, was not, and is kept only if the gateway has room for it.
    */
   release(tunnel: Duplex, counted = true): void {
     if (tunnel instanceof MuxChannel) return tunnel.release(this.options.idleTtlMs);
