@@ -423,15 +423,24 @@ describe("the open-file limit", () => {
       second: number,
       budgeted: TestGateway,
     ): Promise<void> => {
+      const metric = (name: string, labels: Record<string, string>) =>
+        budgeted.gateway.metrics.value(name, labels);
+      const descriptors = async (kind: string) => metric("meridian_gateway_file_descriptors", { kind });
       await settled(idleTo(west, "east"));
       for (const s of await hold(first, 3)) s.end();
       assert.ok((await settled(idleTo(west, "east"))) >= 3, "west keeps its connections to east");
+      assert.ok((await descriptors("idle")) >= 3, "the budgeted gateway counts them as idle");
       const streams = await hold(second, 3);
       assert.equal(await settled(idleTo(west, "east")), 0, "closed to make room for the new streams");
-      const refused = await budgeted.gateway.metrics.value("meridian_gateway_refusals_total", {
-        reason: "limit",
-      });
-      assert.equal(refused, 0);
+      assert.equal(await metric("meridian_gateway_refusals_total", { reason: "limit" }), 0);
+      assert.deepEqual(
+        {
+          streams: await descriptors("streams"),
+          idle: await descriptors("idle"),
+          budget: await descriptors("budget"),
+        },
+        { streams: 6, idle: 0, budget: 6 },
+      );
       for (const s of streams) s.end();
     };
 

@@ -210,6 +210,11 @@ export class Gateway {
       connectTimeoutMs: this.limits.connectTimeoutMs,
       ...o.pool,
     };
+    this.metrics.watchDescriptors(() => ({
+      streams: this.descriptors,
+      idle: this.idleConnections(),
+      budget: this.limits.descriptorBudget,
+    }));
     this.serviceHealth = new HealthTracker({
       baseEjectionMs: 1000,
       maxEjectionMs: 10_000,

@@ -140,6 +140,25 @@ export class GatewayMetrics {
     ["cluster", "kind"] as const,
   );
 
+  /**
+   * Reports, when scraped, the descriptors counted against the open-file budget: those proxied
+   * streams hold, those idle connections of a stream each hold, and the budget.
+   */
+  watchDescriptors(read: () => { streams: number; idle: number; budget: number }): void {
+    new Gauge({
+      name: "meridian_gateway_file_descriptors",
+      help: "File descriptors counted against the open-file budget, by kind: held by proxied streams, by idle connections of a stream each, and the budget",
+      labelNames: ["kind"] as const,
+      registers: [this.registry],
+      collect() {
+        const now = read();
+        this.set({ kind: "streams" }, now.streams);
+        this.set({ kind: "idle" }, now.idle);
+        this.set({ kind: "budget" }, now.budget);
+      },
+    });
+  }
+
   private readonly streamSumsCache = new ThreeKeyCache<StreamSums>();
   private readonly decisionSums = new ThreeKeyCache<TallySum>();
 
