@@ -9,7 +9,7 @@
  * CPU (profiled: ConcurrentMarking::RunMajor). On the 2-core bench, marking on the main thread and
  * a larger initial old-generation budget (fewer mark-compacts between bulk reads) raised one
  * stream's throughput by about half and cut round-trip p99 by about half; idle memory per
- * connection did not change (bench/gateway.ts, docs/gateway.md#performance).
+ * connection did not change (bench/gateway.ts, docs/gateway-performance.md).
  *
  * An 8 MiB young generation from the start: V8 starts it at 1 MiB and grows it only while many
  * objects survive, which a relay's short-lived buffers and frames never do. At 1 MiB a steady
