@@ -4,7 +4,9 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import {
   connectionBudget,
+  DescriptorBudget,
   descriptorsHeld,
+  IdleSet,
   maxConnectionsWarning,
   parseOpenFileLimit,
 } from "./file-limit.js";
@@ -68,5 +70,78 @@ describe("the open-file limit", () => {
     );
     assert.equal(maxConnectionsWarning({ soft: 20_000, hard: 20_000 }, 18_976, 10_000), undefined);
     assert.equal(maxConnectionsWarning({ soft: 20_000, hard: 20_000 }, 18_976, undefined), undefined);
+  });
+});
+
+describe("the descriptor budget", () => {
+  /** Idle connections that can be counted and closed, each remembering whether it was destroyed. */
+  const idleOf = (n: number) => {
+    const set = new IdleSet<{ destroyed: boolean; destroy(): void }>();
+    const items = Array.from({ length: n }, () => ({
+      destroyed: false,
+      destroy() {
+        this.destroyed = true;
+      },
+    }));
+    for (const item of items) set.add(item);
+    return { set, items };
+  };
+
+  it("admits what fits beside the streams, and refuses the rest", () => {
+    const budget = new DescriptorBudget(4, () => []);
+    assert.ok(budget.fits(4));
+    budget.take(3);
+    assert.ok(budget.fits(1));
+    assert.ok(!budget.fits(2));
+    budget.release(3);
+    assert.equal(budget.streams, 0);
+    assert.ok(budget.fits(4));
+  });
+
+  it("closes idle connections to make room, the first source's first", () => {
+    const ours = idleOf(2);
+    const peers = idleOf(2);
+    const budget = new DescriptorBudget(6, () => [ours.set, peers.set]);
+    budget.take(2);
+    assert.equal(budget.idle, 4);
+    assert.ok(budget.fits(2), "room once two idle connections close");
+    assert.deepEqual(
+      ours.items.map((i) => i.destroyed),
+      [true, true],
+    );
+    assert.deepEqual(
+      peers.items.map((i) => i.destroyed),
+      [false, false],
+    );
+    assert.equal(budget.idle, 2);
+  });
+
+  it("closes nothing for streams that would not fit even without idle connections", () => {
+    const idle = idleOf(3);
+    const budget = new DescriptorBudget(6, () => [idle.set]);
+    budget.take(5);
+    assert.ok(!budget.fits(2));
+    assert.equal(budget.idle, 3, "the idle connections stay");
+  });
+
+  it("has room for another idle connection only below the limit", () => {
+    const idle = idleOf(2);
+    const budget = new DescriptorBudget(4, () => [idle.set]);
+    budget.take(1);
+    assert.ok(budget.roomForIdle);
+    idle.set.add({ destroyed: false, destroy() {} });
+    assert.ok(!budget.roomForIdle, "one stream and three idle connections fill four");
+  });
+
+  it("forgets an idle connection that goes back to work, and closes at most what it has", () => {
+    const idle = idleOf(2);
+    idle.set.delete(idle.items[0]!);
+    assert.equal(idle.set.idleCount, 1);
+    assert.equal(idle.set.closeIdle(5), 1);
+    assert.deepEqual(
+      idle.items.map((i) => i.destroyed),
+      [false, true],
+    );
+    assert.equal(idle.set.idleCount, 0);
   });
 });

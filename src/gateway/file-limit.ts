@@ -1,8 +1,9 @@
 /**
  * How many proxied connections the process's open-file limit leaves room for. Every proxied
  * connection holds a descriptor (the client's socket on the importing gateway, the endpoint's on
- * the exporting one) and, with a connection per stream (`--multiplex 0` on the importing side), a
- * peer connection too.
+ * the exporting one) and, with a connection per stream (`--multiplex 0` on the importing side, or
+ * a peer that does not multiplex), a peer connection too, which idles between streams and still
+ * holds its descriptor.
  * A gateway that runs out of descriptors fails accepts and connects at random, so it refuses
  * connections at this budget instead, counted like any limit. Node raises its soft limit to the
  * hard one as it starts, so the hard limit is the one that counts.
@@ -77,4 +78,89 @@ export function maxConnectionsWarning(
     `room for: connections beyond ${budget} in both directions together are refused; raise the limit ` +
     `(the hard one: Node raises its soft limit to it at start) or lower --max-connections`
   );
+}
+
+/** Idle connections of a stream each, somewhere in the gateway: they hold descriptors too. */
+export interface IdleConnections {
+  readonly idleCount: number;
+  /** Closes up to `n` of them; returns how many it closed. */
+  closeIdle(n: number): number;
+}
+
+/**
+ * The descriptors proxied streams hold, kept within `limit` together with the idle connections
+ * of a stream each (a cache: as many of them close as a stream needs room for, in the order
+ * `idleSources` lists them).
+ */
+export class DescriptorBudget {
+  private held = 0;
+
+  constructor(
+    readonly limit: number,
+    private readonly idleSources: () => Iterable<IdleConnections>,
+  ) {}
+
+  /** Descriptors the streams hold. */
+  get streams(): number {
+    return this.held;
+  }
+
+  /** Descriptors the idle connections hold. */
+  get idle(): number {
+    let idle = 0;
+    for (const source of this.idleSources()) idle += source.idleCount;
+    return idle;
+  }
+
+  /** Whether `n` more fit, once idle connections have closed to make room; takes nothing. */
+  fits(n: number): boolean {
+    if (this.held + n > this.limit) return false;
+    let over = this.held + n + this.idle - this.limit;
+    for (const source of this.idleSources()) {
+      if (over <= 0) break;
+      over -= source.closeIdle(over);
+    }
+    return true;
+  }
+
+  /** Whether one more idle connection may be kept (a pool's warm dial, say). */
+  get roomForIdle(): boolean {
+    return this.held + this.idle < this.limit;
+  }
+
+  take(n: number): void {
+    this.held += n;
+  }
+
+  release(n: number): void {
+    this.held -= n;
+  }
+}
+
+/** Idle connections kept in a set by whoever waits on them; closing one destroys it and forgets it. */
+export class IdleSet<T extends { destroy(): void }> implements IdleConnections {
+  private readonly items = new Set<T>();
+
+  get idleCount(): number {
+    return this.items.size;
+  }
+
+  add(item: T): void {
+    this.items.add(item);
+  }
+
+  delete(item: T): void {
+    this.items.delete(item);
+  }
+
+  closeIdle(n: number): number {
+    let closed = 0;
+    for (const item of this.items) {
+      if (closed >= n) break;
+      this.items.delete(item);
+      item.destroy();
+      closed++;
+    }
+    return closed;
+  }
 }

@@ -21,7 +21,9 @@ import {
   connectionBudget,
   DEFAULT_MAX_CONNECTIONS,
   descriptorBudget,
+  DescriptorBudget,
   descriptorsHeld,
+  IdleSet,
   maxConnectionsWarning,
   readOpenFileLimit,
 } from "./file-limit.js";
@@ -168,14 +170,14 @@ export class Gateway {
   private draining = false;
   private outbound = 0;
   private inbound = 0;
-  /** Descriptors the proxied connections of both directions hold (`descriptorsHeld`). */
-  private descriptors = 0;
+  /** Descriptors the proxied connections of both directions hold (`descriptorsHeld`), and the idle ones. */
+  private readonly descriptors: DescriptorBudget;
   /** Every socket we hold, so drain can wait for them and then cut the rest. */
   private readonly activeSockets = new Set<Duplex>();
   /** Peer connections waiting between streams: closed at once on drain. */
   private readonly idlePeerSockets = new Set<Duplex>();
   /** The ones of `idlePeerSockets` that are connections of their own, not channels: they hold a descriptor. */
-  private readonly idleServedConnections = new Set<Duplex>();
+  private readonly idleServedConnections = new IdleSet<Duplex>();
   private readonly closeHooked = new WeakSet<Duplex>();
   /** Every accepted peer connection, whatever its state, so stop() leaves none behind. */
   private readonly peerSockets = new Set<net.Socket>();
@@ -210,10 +212,15 @@ export class Gateway {
       connectTimeoutMs: this.limits.connectTimeoutMs,
       ...o.pool,
     };
+    // This gateway's own pools close first: a peer whose connection we close redials.
+    this.descriptors = new DescriptorBudget(this.limits.descriptorBudget, () => [
+      ...this.connectors.values(),
+      this.idleServedConnections,
+    ]);
     this.metrics.watchDescriptors(() => ({
-      streams: this.descriptors,
-      idle: this.idleConnections(),
-      budget: this.limits.descriptorBudget,
+      streams: this.descriptors.streams,
+      idle: this.descriptors.idle,
+      budget: this.descriptors.limit,
     }));
     this.serviceHealth = new HealthTracker({
       baseEjectionMs: 1000,
@@ -563,7 +570,7 @@ export class Gateway {
         this.poolOptions,
         this.metrics,
         this.clock,
-        this.roomForIdle,
+        () => this.descriptors.roomForIdle,
       );
       this.connectors.set(id, connector);
       connector.refill();
@@ -627,41 +634,8 @@ export class Gateway {
    * (`open`), or when it would hold `descriptors` more than the open-file limit leaves room for.
    */
   private refusesMore(open: number, descriptors: number): boolean {
-    return this.draining || open >= this.limits.maxConnections || !this.fitsDescriptors(descriptors);
+    return this.draining || open >= this.limits.maxConnections || !this.descriptors.fits(descriptors);
   }
-
-  /**
-   * Whether `n` more descriptors fit in the budget. Idle connections to and from peers that do not
-   * multiplex count against it too, and as many of them close as make room (this gateway's pools
-   * first, their oldest first): they are a cache, and a stream is not.
-   */
-  private fitsDescriptors(n: number): boolean {
-    const budget = this.limits.descriptorBudget;
-    if (this.descriptors + n > budget) return false;
-    let over = this.descriptors + n + this.idleConnections() - budget;
-    for (const connector of this.connectors.values()) {
-      if (over <= 0) break;
-      over -= connector.closeIdle(over);
-    }
-    for (const socket of this.idleServedConnections) {
-      if (over <= 0) break;
-      this.idleServedConnections.delete(socket);
-      socket.destroy();
-      over--;
-    }
-    return true;
-  }
-
-  /** Idle connections of a stream each: in this gateway's pools, and from peers, waiting for their next OPEN. */
-  private idleConnections(): number {
-    let idle = this.idleServedConnections.size;
-    for (const connector of this.connectors.values()) idle += connector.idleCount;
-    return idle;
-  }
-
-  /** Whether a pool may keep one more idle connection. */
-  private readonly roomForIdle = (): boolean =>
-    this.descriptors + this.idleConnections() < this.limits.descriptorBudget;
 
   /** One listener for every tracked socket, not a closure each. */
   private readonly untrack = removerFrom(this.activeSockets);
@@ -679,12 +653,12 @@ export class Gateway {
     }
     this.track(client);
     this.outbound++;
-    this.descriptors += descriptors;
+    this.descriptors.take(descriptors);
     try {
       await this.routeLocal(state, client);
     } finally {
       this.outbound--;
-      this.descriptors -= descriptors;
+      this.descriptors.release(descriptors);
     }
   }
 
@@ -702,12 +676,12 @@ export class Gateway {
    */
   private countSecondSocket(client: PlainSocket, service: string): number | undefined {
     if (!this.multiplexes) return 0;
-    if (!this.fitsDescriptors(1)) {
+    if (!this.descriptors.fits(1)) {
       this.metrics.refusals.inc({ reason: "limit", cluster: this.o.clusterId, service });
       client.destroy();
       return undefined;
     }
-    this.descriptors++;
+    this.descriptors.take(1);
     return 1;
   }
 
@@ -761,7 +735,7 @@ export class Gateway {
       finishMetrics(sums, r.clean, r.fromPlain, r.toPlain);
       return "done";
     } finally {
-      this.descriptors -= extra;
+      this.descriptors.release(extra);
     }
   }
 
@@ -823,7 +797,7 @@ export class Gateway {
           },
         });
       } finally {
-        this.descriptors -= extra;
+        this.descriptors.release(extra);
       }
       this.activeSockets.delete(tunnel);
       if (accepted) {
@@ -1034,7 +1008,7 @@ export class Gateway {
       return this.refuseStream(socket, req, rest, this.draining ? "draining" : "overloaded");
     }
     this.inbound++;
-    this.descriptors += descriptors;
+    this.descriptors.take(descriptors);
     // A channel ends with its stream (the backend is tracked) or its connection (a peer socket).
     if (!(socket instanceof MuxChannel)) this.track(socket);
     try {
@@ -1059,7 +1033,7 @@ export class Gateway {
       return r.reusable ? r.leftover : undefined;
     } finally {
       this.inbound--;
-      this.descriptors -= descriptors;
+      this.descriptors.release(descriptors);
       this.activeSockets.delete(socket);
     }
   }
