@@ -146,7 +146,8 @@ export class PeerConnector {
 
   /**
    * Keeps a connection for a later stream. A stream's connection moves here from the stream's
-   * count, so only fresh dials (`refill`) ask the gateway for room first.
+   * count; connections the gateway never counted (warm dials, probes' connections) ask it for
+   * room before they come here.
    */
   private park(socket: TLSSocket): void {
     if (this.closed || this.idle.length >= this.options.maxIdle) return void socket.destroy();
