@@ -65,7 +65,16 @@ function routingCell(targets: RoutingSummary["targets"]): string {
     .join(", ");
 }
 
-function servicesTables(
+/** Which limits a gateway has just refused new connections at, by direction; "-" when none. */
+function atLimitCell(atLimit: GatewaySummary["atLimit"]): string {
+  const parts = [
+    ...(atLimit?.outbound ? [`outbound: ${atLimit.outbound}`] : []),
+    ...(atLimit?.inbound ? [`inbound: ${atLimit.inbound}`] : []),
+  ];
+  return parts.join(", ") || "-";
+}
+
+export function servicesTables(
   exports: ExportSummary[],
   imports: ImportSummary[],
   routing: RoutingSummary[],
@@ -109,10 +118,11 @@ function servicesTables(
   if (gateways.length > 0) {
     out += "\nGATEWAYS\n";
     out += renderTable(
-      ["CLUSTER", "PEERS"],
+      ["CLUSTER", "PEERS", "REFUSING AT LIMIT"],
       gateways.map((g) => [
         g.cluster,
         g.peers.map((p) => `${p.clusterId} ${p.available ? "up" : `down (${p.probe})`}`).join(", ") || "-",
+        atLimitCell(g.atLimit),
       ]),
     );
   }

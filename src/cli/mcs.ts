@@ -228,6 +228,7 @@ export interface RoutingSummary {
 export interface GatewaySummary {
   cluster: string;
   peers: GatewayStatusReport["peers"];
+  atLimit?: GatewayStatusReport["atLimit"];
 }
 
 /** Exports, imports and gateway routing of each reachable member, for `meridian status`. */
@@ -278,7 +279,11 @@ export async function collectServices(clients: ClusterClient[]): Promise<{
           }),
         );
         if (report) {
-          gateways.push({ cluster: c.name, peers: report.peers });
+          gateways.push({
+            cluster: c.name,
+            peers: report.peers,
+            ...(report.atLimit ? { atLimit: report.atLimit } : {}),
+          });
           for (const r of report.services) {
             const [namespace, name] = r.service.split("/") as [string, string];
             routing.push({

@@ -160,6 +160,27 @@ describe("explain", () => {
     assert.match(s.detail, /no usable cluster.*peers down: east/);
   });
 
+  it("warns when the consumer's gateway is refusing new connections at a limit, and says which to raise", () => {
+    const full = healthy();
+    full.gateway!.atLimit = { outbound: "open-files" };
+    const s = step(full, "gateway");
+    assert.equal(s.status, "warn");
+    assert.match(s.detail, /refusing new connections at its limit \(open-files\)/);
+    assert.match(
+      s.hint!,
+      /west's gateway is refusing new connections for want of file descriptors: raise its open-file limit/,
+    );
+    full.gateway!.atLimit = { outbound: "max-connections" };
+    assert.match(step(full, "gateway").hint!, /at --max-connections: raise it/);
+    const inboundOnly = healthy();
+    inboundOnly.gateway!.atLimit = { inbound: "max-connections" };
+    assert.equal(
+      step(inboundOnly, "gateway").status,
+      "ok",
+      "its own exports' limit does not stop west's clients",
+    );
+  });
+
   it("says an SCTP port cannot cross a gateway and points to flat mode: fails with no TCP or UDP port, warns beside one", () => {
     const sctpOnly = healthy();
     sctpOnly.serviceImport!.ports = [{ port: 2905, protocol: "SCTP" }];

@@ -6,6 +6,7 @@
  * over what was observed; `src/cli/explain.ts` observes.
  */
 import { accessOfCluster, parseAllowedConsumers } from "../gateway/access.js";
+import type { LimitCause } from "../gateway/gateway.js";
 import { portLabel, type GatewayStatusReport } from "../gateway/kube-status.js";
 import { gatewayCarries } from "../gateway/protocol.js";
 
@@ -279,6 +280,30 @@ export const portsGatewaysCannotCarry = (
   ports: ReadonlyArray<{ port: number; protocol?: string }>,
 ): string[] => ports.filter((p) => !gatewayCarries(p.protocol)).map((p) => `${p.port}/${p.protocol}`);
 
+/** What to do about each limit a consumer's gateway refuses new connections at. */
+const LIMIT_HINTS: Record<LimitCause, string> = {
+  "max-connections": "at --max-connections: raise it, or run more gateway replicas",
+  "open-files":
+    "for want of file descriptors: raise its open-file limit (the hard one), or run more gateway replicas",
+};
+
+/** The consumer's gateway has no route for the service: it cannot cross, or the gateway has not seen it. */
+function unservedStep(input: ExplainInput, key: string, uncarried: string[]): ExplainStep {
+  return uncarried.length > 0 && uncarried.length === input.serviceImport?.ports.length
+    ? {
+        check: "gateway",
+        status: "fail",
+        detail: `${key} has no TCP or UDP port: ${list(uncarried)} cannot cross a gateway`,
+        hint: FLAT_MODE_HINT,
+      }
+    : {
+        check: "gateway",
+        status: "fail",
+        detail: `${input.from}'s gateway does not serve ${key}`,
+        hint: "the gateway has not seen the import yet: is it running? see 'meridian status'",
+      };
+}
+
 function routingStep(input: ExplainInput): ExplainStep {
   const unrouted = unroutedStep(input);
   if (unrouted) return unrouted;
@@ -292,20 +317,7 @@ function routingStep(input: ExplainInput): ExplainStep {
   const key = `${input.namespace}/${input.service}`;
   const routes = input.gateway.services.filter((s) => s.service === key);
   const uncarried = portsGatewaysCannotCarry(input.serviceImport?.ports ?? []);
-  if (routes.length === 0)
-    return uncarried.length > 0 && uncarried.length === input.serviceImport?.ports.length
-      ? {
-          check: "gateway",
-          status: "fail",
-          detail: `${key} has no TCP or UDP port: ${list(uncarried)} cannot cross a gateway`,
-          hint: FLAT_MODE_HINT,
-        }
-      : {
-          check: "gateway",
-          status: "fail",
-          detail: `${input.from}'s gateway does not serve ${key}`,
-          hint: "the gateway has not seen the import yet: is it running? see 'meridian status'",
-        };
+  if (routes.length === 0) return unservedStep(input, key, uncarried);
   const down = input.gateway.peers.filter((p) => !p.available).map((p) => p.clusterId);
   const parts = routes.map((r) => {
     const usable = r.clusters.filter((c) => c.usable && c.sharePercent > 0);
@@ -315,11 +327,16 @@ function routingStep(input: ExplainInput): ExplainStep {
     };
   });
   const broken = parts.some((p) => p.usable.length === 0);
+  const limit = input.gateway.atLimit?.outbound;
   // The first of what is wrong, most serious first, says what to do.
   const hints: Array<[boolean, string]> = [
     [
       broken,
       `no exporting cluster is usable from ${input.from}: their gateways are down or have no ready endpoints`,
+    ],
+    [
+      limit !== undefined,
+      limit ? `${input.from}'s gateway is refusing new connections ${LIMIT_HINTS[limit]}` : "",
     ],
     [down.length > 0, `peer gateways down: ${list(down)}; traffic avoids them`],
     [uncarried.length > 0, FLAT_MODE_HINT],
@@ -330,6 +347,7 @@ function routingStep(input: ExplainInput): ExplainStep {
     status: broken ? "fail" : hint ? "warn" : "ok",
     detail: [
       ...parts.map((p) => p.text),
+      ...(limit ? [`refusing new connections at its limit (${limit})`] : []),
       ...(down.length > 0 ? [`peers down: ${list(down)}`] : []),
       ...(uncarried.length > 0 ? [`${list(uncarried)} not carried (gateways carry TCP and UDP)`] : []),
     ].join("; "),

@@ -7,6 +7,7 @@ import {
   DescriptorBudget,
   descriptorsHeld,
   IdleSet,
+  openFileLimits,
   maxConnectionsWarning,
   parseOpenFileLimit,
 } from "./file-limit.js";
@@ -70,6 +71,31 @@ describe("the open-file limit", () => {
     );
     assert.equal(maxConnectionsWarning({ soft: 20_000, hard: 20_000 }, 18_976, 10_000), undefined);
     assert.equal(maxConnectionsWarning({ soft: 20_000, hard: 20_000 }, 18_976, undefined), undefined);
+  });
+});
+
+describe("what the open-file limit sets", () => {
+  it("lowers the default connection limit to what fits, and then is the cause of refusals at it", () => {
+    assert.deepEqual(openFileLimits({ soft: 4, hard: 4 }, 0, undefined), {
+      maxConnections: 1,
+      descriptorBudget: 3,
+      maxConnectionsCause: "open-files",
+    });
+    assert.deepEqual(openFileLimits(undefined, 2, undefined), {
+      maxConnections: 20_000,
+      descriptorBudget: Number.POSITIVE_INFINITY,
+      maxConnectionsCause: "max-connections",
+    });
+  });
+
+  it("leaves refusals at an explicit --max-connections to the flag, and warns when the files cannot hold it", () => {
+    const limits = openFileLimits({ soft: 4096, hard: 4096 }, 0, 5000);
+    assert.equal(limits.maxConnectionsCause, "max-connections");
+    assert.match(
+      limits.warning!,
+      /--max-connections 5000 is more than the open-file limit \(4096\) leaves room for/,
+    );
+    assert.equal(openFileLimits({ soft: 4096, hard: 4096 }, 0, 100).warning, undefined);
   });
 });
 

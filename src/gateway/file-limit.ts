@@ -80,6 +80,33 @@ export function maxConnectionsWarning(
   );
 }
 
+/** Which limit refused a proxied connection: `--max-connections`, or the open-file budget. */
+export type LimitCause = "max-connections" | "open-files";
+
+/**
+ * What the open-file limit sets: the default for connections per direction, the descriptor
+ * budget, which limit a refusal at the connection limit is due to (the open-file limit, when it
+ * is what lowered the default), and a warning for a `--max-connections` it cannot hold.
+ */
+export function openFileLimits(
+  limit: OpenFileLimit | undefined,
+  multiplex: number,
+  requestedMaxConnections: number | undefined,
+): { maxConnections: number; descriptorBudget: number; maxConnectionsCause: LimitCause; warning?: string } {
+  const soft = limit?.soft ?? Number.POSITIVE_INFINITY;
+  const fitting = connectionBudget(soft, multiplex);
+  const warning = limit && maxConnectionsWarning(limit, fitting, requestedMaxConnections);
+  return {
+    maxConnections: Math.min(DEFAULT_MAX_CONNECTIONS, fitting),
+    descriptorBudget: descriptorBudget(soft),
+    maxConnectionsCause:
+      requestedMaxConnections === undefined && fitting < DEFAULT_MAX_CONNECTIONS
+        ? "open-files"
+        : "max-connections",
+    ...(warning ? { warning } : {}),
+  };
+}
+
 /** Idle connections of a stream each, somewhere in the gateway: they hold descriptors too. */
 export interface IdleConnections {
   readonly idleCount: number;

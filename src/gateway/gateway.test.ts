@@ -14,6 +14,7 @@ import { exchange, makeClusterset, startBackend, startGateway } from "./fixtures
 import type { RoutingTable } from "./routes.js";
 import { createGatewayKeyRequest, createTrustRoot, signGatewayRequest } from "./trust.js";
 import { connectionBudget, descriptorsHeld } from "./file-limit.js";
+import { AT_LIMIT_MS } from "./gateway.js";
 import { FileIdentity } from "./identity.js";
 import { MIN_IN_FLIGHT } from "./mux-window.js";
 import { encodeOpen, FIN_FRAME, FrameDecoder, ReplyStatus } from "./protocol.js";
@@ -299,16 +300,24 @@ describe("data path", () => {
     assert.ok(Date.now() - started < 3000);
   });
 
-  it("refuses connections over the limit and counts them", async () => {
+  it("refuses connections over the limit, counts them, and reports the limit for a while", async () => {
     const echo = await backend("east", "echo");
     const b = await gateway("east", exporting("shop/lim", [echo]));
-    const a = await gateway("west", importing("shop/lim", [b]), { limits: { maxConnections: 2 } });
+    let skew = 0;
+    const a = await gateway("west", importing("shop/lim", [b]), {
+      limits: { maxConnections: 2 },
+      clock: () => Date.now() + skew,
+    });
     const port = a.port("shop/lim:80");
     const held = [net.connect({ port, host: "127.0.0.1" }), net.connect({ port, host: "127.0.0.1" })];
     for (const h of held) await new Promise((r) => h.once("connect", r));
     await sleep(200);
+    assert.deepEqual(a.gateway.atLimit(), {}, "at the limit is not over it");
     assert.equal(await exchange(port, "x").catch(() => ""), "");
     assert.equal(await a.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    assert.deepEqual(a.gateway.atLimit(), { outbound: "max-connections" });
+    skew = AT_LIMIT_MS;
+    assert.deepEqual(a.gateway.atLimit(), {}, "forgotten once no refusal came for a while");
     for (const h of held) h.destroy();
   });
 });
@@ -350,6 +359,7 @@ describe("the open-file limit", () => {
     const held = await hold(port, budget);
     assert.equal(await exchange(port, "x").catch(() => ""), "");
     assert.equal(await b.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    assert.deepEqual(b.gateway.atLimit(), { inbound: "open-files" });
     for (const s of held) s.destroy();
     // The importing side set east aside briefly for the refusal (passive health); then room again.
     let answer = "";
@@ -498,6 +508,7 @@ describe("the open-file limit", () => {
     const held = await hold(port, budget);
     assert.equal(await exchange(port, "x").catch(() => ""), "");
     assert.equal(await a.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    assert.deepEqual(a.gateway.atLimit(), { outbound: "open-files" });
     for (const s of held) s.destroy();
   });
 });

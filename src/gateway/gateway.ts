@@ -16,15 +16,12 @@ import type { SecureContext, TLSSocket } from "node:tls";
 import type { Logger } from "../observability/logger.js";
 import { createLogger } from "../observability/logger.js";
 import { decideAccess } from "./access.js";
-import type { OpenFileLimit } from "./file-limit.js";
+import type { LimitCause, OpenFileLimit } from "./file-limit.js";
 import {
-  connectionBudget,
-  DEFAULT_MAX_CONNECTIONS,
-  descriptorBudget,
   DescriptorBudget,
   descriptorsHeld,
   IdleSet,
-  maxConnectionsWarning,
+  openFileLimits,
   readOpenFileLimit,
 } from "./file-limit.js";
 import { connectDatagram, DatagramListener } from "./datagram.js";
@@ -118,6 +115,17 @@ export interface GatewayOptions {
   openFileLimit?: OpenFileLimit;
 }
 
+export type { LimitCause } from "./file-limit.js";
+
+/** The limits this gateway refused connections at lately, per direction. */
+export interface AtLimit {
+  outbound?: LimitCause;
+  inbound?: LimitCause;
+}
+
+/** How long a refusal at a limit keeps the gateway reported as at that limit. */
+export const AT_LIMIT_MS = 10_000;
+
 /** One imported (service, port) as `status` shows it. */
 export interface ServiceRouting {
   service: string;
@@ -170,6 +178,13 @@ export class Gateway {
   private draining = false;
   private outbound = 0;
   private inbound = 0;
+  /** What sets `limits.maxConnections`: the flag, or (by default) what the open-file limit fits. */
+  private readonly maxConnectionsCause: LimitCause;
+  /** The last refusal at a limit, per direction, for `atLimit`. */
+  private readonly lastLimit: Record<keyof AtLimit, { at: number; cause: LimitCause } | undefined> = {
+    outbound: undefined,
+    inbound: undefined,
+  };
   /** Descriptors the proxied connections of both directions hold (`descriptorsHeld`), and the idle ones. */
   private readonly descriptors: DescriptorBudget;
   /** Every socket we hold, so drain can wait for them and then cut the rest. */
@@ -190,13 +205,16 @@ export class Gateway {
     this.clock = o.clock ?? Date.now;
     this.metrics = o.metrics ?? new GatewayMetrics();
     this.log = o.logger ?? createLogger("gateway");
-    const fileLimit = "openFileLimit" in o ? o.openFileLimit : readOpenFileLimit();
-    const soft = fileLimit?.soft ?? Number.POSITIVE_INFINITY;
-    const fitting = connectionBudget(soft, o.pool?.multiplex ?? 0);
-    this.fileLimitWarning = fileLimit && maxConnectionsWarning(fileLimit, fitting, o.limits?.maxConnections);
+    const fromFiles = openFileLimits(
+      "openFileLimit" in o ? o.openFileLimit : readOpenFileLimit(),
+      o.pool?.multiplex ?? 0,
+      o.limits?.maxConnections,
+    );
+    this.fileLimitWarning = fromFiles.warning;
+    this.maxConnectionsCause = fromFiles.maxConnectionsCause;
     this.limits = {
-      maxConnections: Math.min(DEFAULT_MAX_CONNECTIONS, fitting),
-      descriptorBudget: descriptorBudget(soft),
+      maxConnections: fromFiles.maxConnections,
+      descriptorBudget: fromFiles.descriptorBudget,
       idleTimeoutMs: 3_600_000,
       connectTimeoutMs: 3000,
       peerIdleMs: 60_000,
@@ -341,6 +359,16 @@ export class Gateway {
         })),
       };
     });
+  }
+
+  /** The limits this gateway refused proxied connections at within the last `AT_LIMIT_MS`. */
+  atLimit(): AtLimit {
+    const now = this.clock();
+    const recent = (direction: keyof AtLimit) => {
+      const last = this.lastLimit[direction];
+      return last && now - last.at < AT_LIMIT_MS ? { [direction]: last.cause } : {};
+    };
+    return { ...recent("outbound"), ...recent("inbound") };
   }
 
   /** Health of every peer gateway in the routing table. */
@@ -630,11 +658,20 @@ export class Gateway {
   }
 
   /**
-   * Whether a new proxied connection is refused: while draining, at the limit of its direction
-   * (`open`), or when it would hold `descriptors` more than the open-file limit leaves room for.
+   * Whether a new proxied connection in `direction` is refused: while draining, at the limit of
+   * its direction, or when it would hold `descriptors` more than the open-file limit leaves room
+   * for. A refusal at a limit is remembered for `atLimit`.
    */
-  private refusesMore(open: number, descriptors: number): boolean {
-    return this.draining || open >= this.limits.maxConnections || !this.descriptors.fits(descriptors);
+  private refusesMore(direction: keyof AtLimit, descriptors: number): boolean {
+    if (this.draining) return true;
+    const cause: LimitCause | undefined =
+      this[direction] >= this.limits.maxConnections
+        ? this.maxConnectionsCause
+        : this.descriptors.fits(descriptors)
+          ? undefined
+          : "open-files";
+    if (cause) this.lastLimit[direction] = { at: this.clock(), cause };
+    return cause !== undefined;
   }
 
   /** One listener for every tracked socket, not a closure each. */
@@ -646,7 +683,7 @@ export class Gateway {
     const service = state.route.service;
     client.on("error", ignoreError);
     const descriptors = descriptorsHeld(client instanceof net.Socket, this.multiplexes);
-    if (this.refusesMore(this.outbound, descriptors)) {
+    if (this.refusesMore("outbound", descriptors)) {
       this.metrics.refusals.inc({ reason: "limit", cluster: this.o.clusterId, service });
       client.destroy();
       return;
@@ -677,6 +714,7 @@ export class Gateway {
   private countSecondSocket(client: PlainSocket, service: string): number | undefined {
     if (!this.multiplexes) return 0;
     if (!this.descriptors.fits(1)) {
+      this.lastLimit.outbound = { at: this.clock(), cause: "open-files" };
       this.metrics.refusals.inc({ reason: "limit", cluster: this.o.clusterId, service });
       client.destroy();
       return undefined;
@@ -1003,7 +1041,7 @@ export class Gateway {
     if (this.deniesAccess(source, route, req, labelService))
       return this.refuseStream(socket, req, rest, "accessDenied");
     const descriptors = descriptorsHeld(true, socket instanceof MuxChannel);
-    if (this.refusesMore(this.inbound, descriptors)) {
+    if (this.refusesMore("inbound", descriptors)) {
       this.metrics.refusals.inc({ reason: "limit", cluster: source.clusterId, service: labelService });
       return this.refuseStream(socket, req, rest, this.draining ? "draining" : "overloaded");
     }

@@ -58,6 +58,16 @@ describe("the gateway's status report", () => {
     });
   });
 
+  it("carries the limits the gateway has just refused connections at, and nothing when there are none", () => {
+    assert.deepEqual(gatewayStatusReport("west", [], [], { outbound: "open-files" }), {
+      clusterId: "west",
+      atLimit: { outbound: "open-files" },
+      peers: [],
+      services: [],
+    });
+    assert.equal("atLimit" in gatewayStatusReport("west", [], [], {}), false);
+  });
+
   it("labels a port for people: the number for TCP, with the protocol otherwise", () => {
     assert.equal(portLabel({ port: 80 }), "80");
     assert.equal(portLabel({ port: 80, protocol: "TCP" }), "80");

@@ -1,6 +1,7 @@
 /**
  * What a gateway reports about itself in its member: each imported service's current routing
- * (which clusters get what share of new connections, and why) and each peer gateway's health, in
+ * (which clusters get what share of new connections, and why), each peer gateway's health, and
+ * any limit it has just refused connections at, in
  * the `meridian-gateway-status` ConfigMap of `meridian-system`. `meridian status` and the
  * dashboard read it from the member's API server, like every other object.
  */
@@ -8,7 +9,7 @@ import type { V1ConfigMap } from "@kubernetes/client-node";
 import { MEMBER_NAMESPACE } from "../api/meridian.js";
 import { ConfigMapPublisher } from "../kube/configmap-publisher.js";
 import type { RestClient } from "../kube/rest.js";
-import type { ServiceRouting } from "./gateway.js";
+import type { AtLimit, ServiceRouting } from "./gateway.js";
 import type { HealthSnapshot } from "./health.js";
 
 export const STATUS_CONFIGMAP = "meridian-gateway-status";
@@ -16,6 +17,8 @@ export const STATUS_KEY = "status.json";
 
 export interface GatewayStatusReport {
   clusterId: string;
+  /** Limits the gateway refused connections at in the last few seconds; absent when none. */
+  atLimit?: AtLimit;
   peers: Array<{ clusterId: string; available: boolean; probe: string; consecutiveFailures: number }>;
   services: Array<{
     service: string;
@@ -42,9 +45,11 @@ export function gatewayStatusReport(
   clusterId: string,
   routing: ServiceRouting[],
   peers: Array<{ clusterId: string } & HealthSnapshot>,
+  atLimit: AtLimit = {},
 ): GatewayStatusReport {
   return {
     clusterId,
+    ...(atLimit.outbound || atLimit.inbound ? { atLimit } : {}),
     peers: peers
       .map((p) => ({
         clusterId: p.clusterId,
@@ -88,6 +93,7 @@ export function parseGatewayStatus(configMap: V1ConfigMap | undefined): GatewayS
 export interface StatusSubject {
   routing(): ServiceRouting[];
   peerHealth(): Array<{ clusterId: string } & HealthSnapshot>;
+  atLimit(): AtLimit;
 }
 
 /** Writes the report when it changes, at most once per `intervalMs`. */
@@ -104,7 +110,7 @@ export function gatewayStatusPublisher(
     namespace: MEMBER_NAMESPACE,
     name: STATUS_CONFIGMAP,
     key: STATUS_KEY,
-    read: () => gatewayStatusReport(clusterId, subject.routing(), subject.peerHealth()),
+    read: () => gatewayStatusReport(clusterId, subject.routing(), subject.peerHealth(), subject.atLimit()),
     onError,
     intervalMs,
   });
