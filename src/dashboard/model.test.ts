@@ -105,6 +105,7 @@ describe("dashboardView", () => {
           slices: [slice("cart", "east", [true, true]), slice("cart", "north", [false])],
           gateway: {
             clusterId: "west",
+            atLimit: { outbound: "open-files" },
             peers: [{ clusterId: "east", available: true, probe: "ok", consecutiveFailures: 0 }],
             services: [
               {
@@ -141,6 +142,11 @@ describe("dashboardView", () => {
     assert.equal(cart.health, "degraded", "north exports it but has no ready endpoint");
     assert.match(cart.healthReason, /no ready endpoints from north/);
     assert.equal(v.gateways[0]!.services, 1);
+    assert.deepEqual(
+      v.gateways[0]!.atLimit,
+      { outbound: "open-files" },
+      "the gateway's limit reaches the page",
+    );
   });
 
   it("puts a conflict first, with its message, and counts it on the cluster", () => {

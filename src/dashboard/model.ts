@@ -425,6 +425,7 @@ export function dashboardView(observed: ObservedClusterset): DashboardView {
           cluster: m.name,
           peers: m.gateway?.peers ?? [],
           services: new Set((m.gateway?.services ?? []).map((s) => s.service)).size,
+          ...(m.gateway?.atLimit ? { atLimit: m.gateway.atLimit } : {}),
           ...(traffic ? { traffic } : {}),
         };
       }),

@@ -629,12 +629,21 @@ function peersCell(g: GatewayView): Child {
   );
 }
 
-function refusalsCell(traffic: CounterView[] | undefined): Child {
-  const byReason = (traffic ?? []).filter((c) => c.name.startsWith("refusals{") && c.total > 0);
-  if (byReason.length === 0) return counter(traffic, "refusals");
+function refusalsCell(g: GatewayView): Child {
+  const byReason = (g.traffic ?? []).filter((c) => c.name.startsWith("refusals{") && c.total > 0);
+  const atLimit = Object.entries(g.atLimit ?? {}).map(([direction, cause]) =>
+    h(
+      "div",
+      {},
+      badge("unhealthy", "refused new connections in the last 10 s"),
+      ` ${direction} at ${cause} now`,
+    ),
+  );
+  if (byReason.length === 0 && atLimit.length === 0) return counter(g.traffic, "refusals");
   return h(
     "div",
     {},
+    ...atLimit,
     ...byReason.map((c) => h("div", {}, `${c.name.slice(9, -1)}: ${c.total.toLocaleString()}`)),
   );
 }
@@ -650,7 +659,7 @@ function gatewaysTable(gateways: GatewayView[]): HTMLElement {
       counter(g.traffic, "connections"),
       g.traffic?.find((c) => c.name === "active")?.total.toLocaleString() ?? "—",
       counter(g.traffic, "bytes"),
-      refusalsCell(g.traffic),
+      refusalsCell(g),
     ]),
     "No gateway has reported yet.",
   );

@@ -126,6 +126,8 @@ export interface GatewayView {
   cluster: string;
   peers: PeerView[];
   services: number;
+  /** The limits the gateway refused new connections at in the last few seconds, by direction. */
+  atLimit?: { outbound?: "max-connections" | "open-files"; inbound?: "max-connections" | "open-files" };
   /** Counters the gateway publishes, and rates the dashboard derives from successive reports. */
   traffic?: CounterView[];
 }
