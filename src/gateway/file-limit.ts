@@ -124,7 +124,7 @@ export class DescriptorBudget {
 
   constructor(
     readonly limit: number,
-    private readonly idleSources: () => Iterable<IdleConnections>,
+    private readonly idleSources: () => readonly IdleConnections[],
   ) {}
 
   /** Descriptors the streams hold. */
@@ -134,16 +134,15 @@ export class DescriptorBudget {
 
   /** Descriptors the idle connections hold. */
   get idle(): number {
-    let idle = 0;
-    for (const source of this.idleSources()) idle += source.idleCount;
-    return idle;
+    return idleIn(this.idleSources());
   }
 
   /** Whether `n` more fit, once idle connections have closed to make room; takes nothing. */
   fits(n: number): boolean {
     if (this.held + n > this.limit) return false;
-    let over = this.held + n + this.idle - this.limit;
-    for (const source of this.idleSources()) {
+    const sources = this.idleSources();
+    let over = this.held + n + idleIn(sources) - this.limit;
+    for (const source of sources) {
       if (over <= 0) break;
       over -= source.closeIdle(over);
     }
@@ -162,6 +161,12 @@ export class DescriptorBudget {
   release(n: number): void {
     this.held -= n;
   }
+}
+
+function idleIn(sources: readonly IdleConnections[]): number {
+  let idle = 0;
+  for (const source of sources) idle += source.idleCount;
+  return idle;
 }
 
 /** Idle connections kept in a set by whoever waits on them; closing one destroys it and forgets it. */

@@ -334,19 +334,19 @@ describe("the open-file limit", () => {
         return s;
       }),
     );
-  /** With one stream held through `port`, a second does not fit, and `refusing` counts it. */
-  const secondStreamRefused = async (port: number, refusing: TestGateway): Promise<void> => {
-    const held = await hold(port, 1);
-    assert.equal(
-      await exchange(port, "x").catch(() => ""),
-      "",
-      "the second stream's two descriptors do not fit",
-    );
+  /** With `n` streams held through `port`, one more does not fit, and `refusing` counts it; returns the held ones. */
+  const refusedBeyond = async (port: number, n: number, refusing: TestGateway): Promise<net.Socket[]> => {
+    const held = await hold(port, n);
+    assert.equal(await exchange(port, "x").catch(() => ""), "", "one more stream's descriptors do not fit");
     assert.equal(
       await refusing.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }),
       1,
     );
-    for (const s of held) s.destroy();
+    return held;
+  };
+  /** With one stream held through `port`, a second does not fit, and `refusing` counts it. */
+  const secondStreamRefused = async (port: number, refusing: TestGateway): Promise<void> => {
+    for (const s of await refusedBeyond(port, 1, refusing)) s.destroy();
   };
   const openFileLimit = { soft: 4, hard: 4 };
   const budget = connectionBudget(openFileLimit.soft, MULTIPLEX);
@@ -356,9 +356,7 @@ describe("the open-file limit", () => {
     const b = await gateway("east", exporting("shop/fd-in", [echo]), { openFileLimit });
     const a = await gateway("west", importing("shop/fd-in", [b]));
     const port = a.port("shop/fd-in:80");
-    const held = await hold(port, budget);
-    assert.equal(await exchange(port, "x").catch(() => ""), "");
-    assert.equal(await b.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    const held = await refusedBeyond(port, budget, b);
     assert.deepEqual(b.gateway.atLimit(), { inbound: "open-files" });
     for (const s of held) s.destroy();
     // The importing side set east aside briefly for the refusal (passive health); then room again.
@@ -505,9 +503,7 @@ describe("the open-file limit", () => {
     const b = await gateway("east", exporting("shop/fd-out", [echo]));
     const a = await gateway("west", importing("shop/fd-out", [b]), { openFileLimit });
     const port = a.port("shop/fd-out:80");
-    const held = await hold(port, budget);
-    assert.equal(await exchange(port, "x").catch(() => ""), "");
-    assert.equal(await a.gateway.metrics.value("meridian_gateway_refusals_total", { reason: "limit" }), 1);
+    const held = await refusedBeyond(port, budget, a);
     assert.deepEqual(a.gateway.atLimit(), { outbound: "open-files" });
     for (const s of held) s.destroy();
   });

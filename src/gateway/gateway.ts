@@ -664,14 +664,21 @@ export class Gateway {
    */
   private refusesMore(direction: keyof AtLimit, descriptors: number): boolean {
     if (this.draining) return true;
-    const cause: LimitCause | undefined =
-      this[direction] >= this.limits.maxConnections
-        ? this.maxConnectionsCause
-        : this.descriptors.fits(descriptors)
-          ? undefined
-          : "open-files";
-    if (cause) this.lastLimit[direction] = { at: this.clock(), cause };
-    return cause !== undefined;
+    if (this[direction] >= this.limits.maxConnections)
+      return this.refusedAt(direction, this.maxConnectionsCause);
+    return !this.descriptors.fits(descriptors) && this.refusedAt(direction, "open-files");
+  }
+
+  /** Remembers a refusal at a limit for `atLimit`; true, the refusal. */
+  private refusedAt(direction: keyof AtLimit, cause: LimitCause): true {
+    this.lastLimit[direction] = { at: this.clock(), cause };
+    return true;
+  }
+
+  /** Turns a local client away at a limit, and counts it. */
+  private refuseClient(client: PlainSocket, service: string): void {
+    this.metrics.refusals.inc({ reason: "limit", cluster: this.o.clusterId, service });
+    client.destroy();
   }
 
   /** One listener for every tracked socket, not a closure each. */
@@ -683,11 +690,7 @@ export class Gateway {
     const service = state.route.service;
     client.on("error", ignoreError);
     const descriptors = descriptorsHeld(client instanceof net.Socket, this.multiplexes);
-    if (this.refusesMore("outbound", descriptors)) {
-      this.metrics.refusals.inc({ reason: "limit", cluster: this.o.clusterId, service });
-      client.destroy();
-      return;
-    }
+    if (this.refusesMore("outbound", descriptors)) return this.refuseClient(client, service);
     this.track(client);
     this.outbound++;
     this.descriptors.take(descriptors);
@@ -714,9 +717,8 @@ export class Gateway {
   private countSecondSocket(client: PlainSocket, service: string): number | undefined {
     if (!this.multiplexes) return 0;
     if (!this.descriptors.fits(1)) {
-      this.lastLimit.outbound = { at: this.clock(), cause: "open-files" };
-      this.metrics.refusals.inc({ reason: "limit", cluster: this.o.clusterId, service });
-      client.destroy();
+      this.refusedAt("outbound", "open-files");
+      this.refuseClient(client, service);
       return undefined;
     }
     this.descriptors.take(1);
